@@ -1,0 +1,481 @@
+"""Protocol profiles: clinical policy as data, loaded into frozen dataclasses.
+
+A profile is refused at load when a key is missing, has the wrong type or makes the
+profile inconsistent; the error names the key, so a clinician editing the TOML file
+knows what to fix. No clinical number lives in code: everything the rules compare
+against comes from here.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from monitor.core.units import ANALYTES
+
+
+class ProtocolError(ValueError):
+    """A profile that cannot be used; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class Approval:
+    status: str
+    approved_by: str
+    approved_on: str
+    note: str
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved" and bool(self.approved_by) and bool(self.approved_on)
+
+
+@dataclass(frozen=True)
+class Dosing:
+    start_dose_mg: float
+    step_mg: float
+    step_interval_min_days: int
+    step_interval_max_days: int
+    max_mg_per_kg: float
+    below_prior_toxic_dose: bool
+
+
+@dataclass(frozen=True)
+class Symptoms:
+    names: tuple[str, ...]
+    active_days: int
+    reevaluate_panel_within_days: int
+
+
+@dataclass(frozen=True)
+class TransaminaseStop:
+    """ALT/AST line: a multiple of baseline and/or an absolute value in U/L."""
+
+    baseline_multiple: float | None
+    absolute_u_per_l: float | None
+    inclusive: bool
+
+
+@dataclass(frozen=True)
+class BilirubinStop:
+    uln_multiple: float
+    inclusive: bool
+    transaminase_above_uln_multiple: float
+
+
+@dataclass(frozen=True)
+class Stop:
+    transaminase: TransaminaseStop | None
+    transaminase_symptomatic: TransaminaseStop | None
+    bilirubin: BilirubinStop | None
+    grade4: bool
+
+
+@dataclass(frozen=True)
+class Warn:
+    transaminase_min_grade: int
+    repeat_lfts_within_days: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class GradeBounds:
+    """CTCAE lower bounds of grades 1..4 as multiples of ULN or of an abnormal baseline."""
+
+    uln: tuple[float, float, float, float]
+    baseline: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Pattern:
+    hepatocellular_min_r: float
+    cholestatic_max_r: float
+
+
+@dataclass(frozen=True)
+class HysLaw:
+    transaminase_uln_multiple: float
+    bilirubin_uln_multiple: float
+    alp_below_uln_multiple: float
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    from_day: int
+    gap_days: int
+    grace_days: int
+    stable_gap_days: int | None
+    stable_grace_days: int | None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    clock: str
+    rows: tuple[ScheduleRow, ...]
+    stable_window_days: int | None
+    post_increase_window_days: int | None
+    post_increase_max_gap_days: int | None
+    post_increase_grace_days: int | None
+
+    def row_for_day(self, day: int) -> ScheduleRow:
+        chosen = self.rows[0]
+        for row in self.rows:
+            if row.from_day <= day:
+                chosen = row
+        return chosen
+
+
+@dataclass(frozen=True)
+class Protocol:
+    id: str
+    version: str
+    title: str
+    drug: str
+    sources: tuple[str, ...]
+    approval: Approval
+    dosing: Dosing
+    symptoms: Symptoms
+    stop: Stop
+    warn: Warn
+    grading: Mapping[str, GradeBounds]
+    pattern: Pattern
+    hys_law: HysLaw
+    default_uln: Mapping[str, float]
+    combine_within_hours: int
+    schedule: Schedule
+    alternatives: str
+    path: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.id} v{self.version}"
+
+
+class _Reader:
+    """Typed access to a TOML table that reports the full dotted key on error."""
+
+    def __init__(self, data: Mapping[str, Any], prefix: str) -> None:
+        self.data = data
+        self.prefix = prefix
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def table(self, name: str, optional: bool = False) -> _Reader | None:
+        value = self.data.get(name)
+        if value is None:
+            if optional:
+                return None
+            raise ProtocolError(f"{self.key(name)}: missing table")
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{self.key(name)}: must be a table")
+        return _Reader(value, self.key(name))
+
+    def req_table(self, name: str) -> _Reader:
+        table = self.table(name)
+        assert table is not None
+        return table
+
+    def _get(self, name: str) -> Any:
+        if name not in self.data:
+            raise ProtocolError(f"{self.key(name)}: missing")
+        return self.data[name]
+
+    def str(self, name: str, default: str | None = None) -> str:
+        if default is not None and name not in self.data:
+            return default
+        value = self._get(name)
+        if not isinstance(value, str):
+            raise ProtocolError(f"{self.key(name)}: must be a string")
+        return value
+
+    def num(self, name: str, positive: bool = True) -> float:
+        value = self._get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProtocolError(f"{self.key(name)}: must be a number")
+        if positive and value <= 0:
+            raise ProtocolError(f"{self.key(name)}: must be greater than 0 (got {value})")
+        return float(value)
+
+    def opt_num(self, name: str) -> float | None:
+        return self.num(name) if name in self.data else None
+
+    def int(self, name: str, minimum: int = 1) -> int:
+        value = self._get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProtocolError(f"{self.key(name)}: must be a whole number")
+        if value < minimum:
+            raise ProtocolError(f"{self.key(name)}: must be at least {minimum} (got {value})")
+        return value
+
+    def opt_int(self, name: str) -> int | None:
+        return self.int(name) if name in self.data else None
+
+    def bool(self, name: str) -> bool:
+        value = self._get(name)
+        if not isinstance(value, bool):
+            raise ProtocolError(f"{self.key(name)}: must be true or false")
+        return value
+
+    def str_list(self, name: str) -> tuple[str, ...]:
+        value = self._get(name)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ProtocolError(f"{self.key(name)}: must be a list of strings")
+        return tuple(value)
+
+    def num_list(self, name: str, length: int) -> tuple[float, ...]:
+        value = self._get(name)
+        if (
+            not isinstance(value, list)
+            or len(value) != length
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+        ):
+            raise ProtocolError(f"{self.key(name)}: must be a list of {length} numbers")
+        return tuple(float(v) for v in value)
+
+    def comparison(self, name: str = "comparison") -> bool:
+        value = self.str(name)
+        if value not in ("ge", "gt"):
+            raise ProtocolError(f"{self.key(name)}: must be 'ge' (>=) or 'gt' (>), got {value!r}")
+        return value == "ge"
+
+
+def _transaminase_stop(r: _Reader | None) -> TransaminaseStop | None:
+    if r is None:
+        return None
+    stop = TransaminaseStop(
+        baseline_multiple=r.opt_num("baseline_multiple"),
+        absolute_u_per_l=r.opt_num("absolute_u_per_l"),
+        inclusive=r.comparison(),
+    )
+    if stop.baseline_multiple is None and stop.absolute_u_per_l is None:
+        raise ProtocolError(f"{r.prefix}: needs baseline_multiple or absolute_u_per_l")
+    return stop
+
+
+def _schedule(r: _Reader) -> Schedule:
+    clock = r.str("clock")
+    if clock not in ("restart", "dose_change"):
+        raise ProtocolError(f"schedule.clock: must be 'restart' or 'dose_change', got {clock!r}")
+    raw_rows = r.data.get("rows")
+    if not isinstance(raw_rows, list) or not raw_rows:
+        raise ProtocolError("schedule.rows: needs at least one [[schedule.rows]] entry")
+    rows: list[ScheduleRow] = []
+    for i, raw in enumerate(raw_rows):
+        if not isinstance(raw, dict):
+            raise ProtocolError(f"schedule.rows[{i}]: must be a table")
+        rr = _Reader(raw, f"schedule.rows[{i}]")
+        row = ScheduleRow(
+            from_day=rr.int("from_day", minimum=0),
+            gap_days=rr.int("gap_days"),
+            grace_days=rr.int("grace_days", minimum=0),
+            stable_gap_days=rr.opt_int("stable_gap_days"),
+            stable_grace_days=(
+                rr.int("stable_grace_days", minimum=0) if rr.has("stable_grace_days") else None
+            ),
+        )
+        if (row.stable_gap_days is None) != (row.stable_grace_days is None):
+            raise ProtocolError(
+                f"schedule.rows[{i}]: stable_gap_days and stable_grace_days go together"
+            )
+        if rows and row.from_day <= rows[-1].from_day:
+            raise ProtocolError(
+                f"schedule.rows[{i}].from_day: must be greater than the row before "
+                f"({row.from_day} <= {rows[-1].from_day})"
+            )
+        rows.append(row)
+    if rows[0].from_day != 0:
+        raise ProtocolError("schedule.rows[0].from_day: the first row must start at day 0")
+    sched = Schedule(
+        clock=clock,
+        rows=tuple(rows),
+        stable_window_days=r.opt_int("stable_window_days"),
+        post_increase_window_days=r.opt_int("post_increase_window_days"),
+        post_increase_max_gap_days=r.opt_int("post_increase_max_gap_days"),
+        post_increase_grace_days=(
+            r.int("post_increase_grace_days", minimum=0)
+            if r.has("post_increase_grace_days")
+            else None
+        ),
+    )
+    if any(row.stable_gap_days for row in rows) and sched.stable_window_days is None:
+        raise ProtocolError("schedule.stable_window_days: required when a row has stable_gap_days")
+    post = (
+        sched.post_increase_window_days,
+        sched.post_increase_max_gap_days,
+        sched.post_increase_grace_days,
+    )
+    if any(v is not None for v in post) and any(v is None for v in post):
+        raise ProtocolError(
+            "schedule.post_increase_window_days: post_increase_window_days, "
+            "post_increase_max_gap_days and post_increase_grace_days go together"
+        )
+    return sched
+
+
+def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
+    """Build a Protocol from parsed TOML, refusing anything malformed or inconsistent."""
+    root = _Reader(data, "")
+    prof = root.req_table("profile")
+    appr = root.req_table("approval")
+    dos = root.req_table("dosing")
+    sym = root.req_table("symptoms")
+    stop = root.req_table("stop")
+    warn = root.req_table("warn")
+    grad = root.req_table("grading")
+    pat = root.req_table("pattern")
+    hys = root.req_table("hys_law")
+    uln = root.req_table("default_uln")
+    labs = root.req_table("labs")
+    msgs = root.req_table("messages")
+
+    status = appr.str("status")
+    if status not in ("approved", "unapproved"):
+        raise ProtocolError(f"approval.status: must be 'approved' or 'unapproved', got {status!r}")
+    approval = Approval(
+        status=status,
+        approved_by=appr.str("approved_by", default=""),
+        approved_on=appr.str("approved_on", default=""),
+        note=appr.str("note", default=""),
+    )
+    if status == "approved" and not (approval.approved_by and approval.approved_on):
+        raise ProtocolError("approval.approved_by: an approved profile names who and when")
+
+    dosing = Dosing(
+        start_dose_mg=dos.num("start_dose_mg"),
+        step_mg=dos.num("step_mg"),
+        step_interval_min_days=dos.int("step_interval_min_days"),
+        step_interval_max_days=dos.int("step_interval_max_days"),
+        max_mg_per_kg=dos.num("max_mg_per_kg"),
+        below_prior_toxic_dose=dos.bool("below_prior_toxic_dose"),
+    )
+    if dosing.step_interval_max_days < dosing.step_interval_min_days:
+        raise ProtocolError("dosing.step_interval_max_days: must not be below step_interval_min_days")
+
+    symptoms = Symptoms(
+        names=sym.str_list("names"),
+        active_days=sym.int("active_days"),
+        reevaluate_panel_within_days=sym.int("reevaluate_panel_within_days", minimum=0),
+    )
+    if not symptoms.names or "resolved" in symptoms.names:
+        raise ProtocolError("symptoms.names: a non-empty list, without the word 'resolved'")
+
+    bili = stop.table("bilirubin", optional=True)
+    grade4 = stop.table("grade4", optional=True)
+    stops = Stop(
+        transaminase=_transaminase_stop(stop.table("transaminase", optional=True)),
+        transaminase_symptomatic=_transaminase_stop(
+            stop.table("transaminase_symptomatic", optional=True)
+        ),
+        bilirubin=(
+            BilirubinStop(
+                uln_multiple=bili.num("uln_multiple"),
+                inclusive=bili.comparison(),
+                transaminase_above_uln_multiple=bili.num("transaminase_above_uln_multiple"),
+            )
+            if bili is not None
+            else None
+        ),
+        grade4=grade4.bool("enabled") if grade4 is not None else False,
+    )
+    if stops.transaminase is None and stops.transaminase_symptomatic is None:
+        raise ProtocolError("stop.transaminase: a profile needs at least one transaminase stop line")
+    if (
+        stops.transaminase is not None
+        and stops.transaminase_symptomatic is not None
+        and stops.transaminase.absolute_u_per_l is not None
+        and stops.transaminase_symptomatic.absolute_u_per_l is not None
+        and stops.transaminase_symptomatic.absolute_u_per_l > stops.transaminase.absolute_u_per_l
+    ):
+        raise ProtocolError(
+            "stop.transaminase_symptomatic.absolute_u_per_l: must not be above "
+            "stop.transaminase.absolute_u_per_l (symptoms lower the line, never raise it)"
+        )
+
+    low, high = warn.num_list("repeat_lfts_within_days", 2)
+    if low > high:
+        raise ProtocolError("warn.repeat_lfts_within_days: [min, max] with min <= max")
+    warn_cfg = Warn(
+        transaminase_min_grade=warn.int("transaminase_min_grade"),
+        repeat_lfts_within_days=(int(low), int(high)),
+    )
+    if warn_cfg.transaminase_min_grade > 4:
+        raise ProtocolError("warn.transaminase_min_grade: CTCAE grades run 1 to 4")
+
+    grading: dict[str, GradeBounds] = {}
+    for analyte in ANALYTES:
+        g = grad.req_table(analyte)
+        bounds_uln = g.num_list("uln", 4)
+        bounds_base = g.num_list("baseline", 4)
+        for name, bounds in (("uln", bounds_uln), ("baseline", bounds_base)):
+            if any(b <= 0 for b in bounds) or list(bounds) != sorted(bounds):
+                raise ProtocolError(f"grading.{analyte}.{name}: positive and increasing")
+        grading[analyte] = GradeBounds(
+            uln=(bounds_uln[0], bounds_uln[1], bounds_uln[2], bounds_uln[3]),
+            baseline=(bounds_base[0], bounds_base[1], bounds_base[2], bounds_base[3]),
+        )
+
+    pattern = Pattern(
+        hepatocellular_min_r=pat.num("hepatocellular_min_r"),
+        cholestatic_max_r=pat.num("cholestatic_max_r"),
+    )
+    if pattern.cholestatic_max_r >= pattern.hepatocellular_min_r:
+        raise ProtocolError("pattern.cholestatic_max_r: must be below hepatocellular_min_r")
+
+    return Protocol(
+        id=prof.str("id"),
+        version=prof.str("version"),
+        title=prof.str("title"),
+        drug=prof.str("drug"),
+        sources=prof.str_list("sources"),
+        approval=approval,
+        dosing=dosing,
+        symptoms=symptoms,
+        stop=stops,
+        warn=warn_cfg,
+        grading=grading,
+        pattern=pattern,
+        hys_law=HysLaw(
+            transaminase_uln_multiple=hys.num("transaminase_uln_multiple"),
+            bilirubin_uln_multiple=hys.num("bilirubin_uln_multiple"),
+            alp_below_uln_multiple=hys.num("alp_below_uln_multiple"),
+        ),
+        default_uln={a: uln.num(a) for a in ANALYTES},
+        combine_within_hours=labs.int("combine_within_hours", minimum=0),
+        schedule=_schedule(root.req_table("schedule")),
+        alternatives=msgs.str("alternatives"),
+        path=path,
+    )
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate one profile file."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ProtocolError(f"{p}: no such protocol file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ProtocolError(f"{p}: not valid TOML ({exc})") from exc
+    try:
+        return parse_protocol(data, str(p))
+    except ProtocolError as exc:
+        raise ProtocolError(f"{p.name}: {exc}") from exc
+
+
+def load_protocols(directory: str | Path) -> dict[str, Protocol]:
+    """Every profile in a directory, keyed by profile id; duplicate ids are refused."""
+    found: dict[str, Protocol] = {}
+    for file in sorted(Path(directory).glob("*.toml")):
+        proto = load_protocol(file)
+        if proto.id in found:
+            raise ProtocolError(f"{file.name}: profile.id {proto.id!r} is used twice")
+        found[proto.id] = proto
+    if not found:
+        raise ProtocolError(f"{directory}: no protocol profiles (*.toml) found")
+    return found

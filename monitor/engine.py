@@ -1,0 +1,63 @@
+"""The pure core's one entry point: a patient's whole course, evaluated up to `until`.
+
+The engine walks the events in order and, between them, the moments when time alone
+can make a rule fire (a deadline plus its grace, the end of a waiting period or of a
+symptom window). Every finding carries a key, so the caller may run it again over
+the same history as often as it likes: the daemon does so on each new event and
+each deadline sweep, storing only findings it has not stored before, and replay
+does so on a simulated clock. Same code, same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.core.domain import Enrolled, Event, Finding, Patient, Tick
+from monitor.core.protocol import Protocol
+from monitor.core.state import PatientState
+from monitor.core.timeline import Position, next_checkpoint, position
+from monitor.rules import evaluate
+
+
+@dataclass(frozen=True)
+class Run:
+    state: PatientState
+    findings: list[Finding]
+    position: Position
+
+
+def _step(state: PatientState, protocol: Protocol) -> PatientState:
+    return state.with_findings(evaluate(state, protocol))
+
+
+def _ticks(
+    state: PatientState, limit: datetime, inclusive: bool, protocol: Protocol
+) -> PatientState:
+    checkpoint = next_checkpoint(state, state.now, protocol)
+    while checkpoint is not None and (checkpoint < limit or (inclusive and checkpoint <= limit)):
+        state = _step(state.at(checkpoint, Tick(checkpoint)), protocol)
+        checkpoint = next_checkpoint(state, checkpoint, protocol)
+    return state
+
+
+def run(
+    patient: Patient, events: Sequence[Event], until: datetime, protocol: Protocol
+) -> Run:
+    """Evaluate the course from the start up to and including `until`.
+
+    Events must be in time order and not before the patient's start; events after
+    `until` are not looked at.
+    """
+    state = _step(PatientState.enrolled(patient, Enrolled(patient.start)), protocol)
+    for event in events:
+        if event.at > until:
+            break
+        if event.at < state.now:
+            raise ValueError(f"event {event.id} at {event.at} is out of order")
+        state = _ticks(state, event.at, inclusive=False, protocol=protocol)
+        state = _step(state.apply(event), protocol)
+    if until >= state.now:
+        state = _ticks(state, until, inclusive=True, protocol=protocol)
+    return Run(state, list(state.findings), position(state, until, protocol))

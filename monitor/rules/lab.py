@@ -1,0 +1,40 @@
+"""Missed-lab deadlines: a liver panel that did not arrive in time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from monitor.core.domain import Finding
+from monitor.core.protocol import Protocol
+from monitor.core.state import PatientState
+from monitor.core.timeline import DAY, deadline
+from monitor.rules import rule
+from monitor.rules.context import finding, fmt
+
+
+@rule("lab.overdue")
+def overdue(state: PatientState, now: datetime, protocol: Protocol) -> list[Finding]:
+    dl = deadline(state, protocol)
+    if dl is None or now < dl.fire_at:
+        return []
+    since = (
+        f"the last liver panel on {dl.anchor_at:%Y-%m-%d}"
+        if dl.anchor_key.startswith("panel:")
+        else f"the (re)start on {dl.anchor_at:%Y-%m-%d}"
+    )
+    message = (
+        f"Liver panel overdue: none since {since}; it was due {dl.due:%Y-%m-%d %H:%M} UTC "
+        f"(every {fmt((dl.due - dl.anchor_at) / DAY)} days, grace {fmt(dl.grace / DAY)} days). "
+        "Arrange LFTs now; do not escalate the dose until they are back."
+    )
+    return [
+        finding(
+            state,
+            protocol,
+            "lab.overdue",
+            "warning",
+            dl.anchor_key,
+            message,
+            thresholds={"gap_days": (dl.due - dl.anchor_at) / DAY, "grace_days": dl.grace / DAY},
+        )
+    ]

@@ -1,0 +1,149 @@
+"""Stop criteria: the lines at which azathioprine is stopped at once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from monitor.core.clinical import grade4_bound
+from monitor.core.domain import Finding
+from monitor.core.protocol import Protocol, TransaminaseStop
+from monitor.core.state import PanelView, PatientState, panel_under_review
+from monitor.core.units import TRANSAMINASES
+from monitor.rules import rule
+from monitor.rules.context import fmt, lab_finding, show
+
+
+def _met(value: float, limit: float, inclusive: bool) -> bool:
+    return value >= limit if inclusive else value > limit
+
+
+def _sign(inclusive: bool) -> str:
+    return ">=" if inclusive else ">"
+
+
+def stop_action(protocol: Protocol) -> str:
+    return (
+        "STOP azathioprine now. Hepatotoxicity has recurred on re-challenge: "
+        f"consider alternatives ({protocol.alternatives})."
+    )
+
+
+def transaminase_hits(
+    view: PanelView, line: TransaminaseStop, state: PatientState
+) -> tuple[list[str], dict[str, float]]:
+    """The sentences and thresholds of each ALT/AST value at or above the line."""
+    hits: list[str] = []
+    thresholds: dict[str, float] = {}
+    sign = _sign(line.inclusive)
+    for analyte in TRANSAMINASES:
+        if analyte not in view.own:
+            continue
+        value = view.own[analyte]
+        reasons: list[str] = []
+        if line.baseline_multiple is not None and analyte in state.patient.baseline:
+            limit = line.baseline_multiple * state.patient.baseline[analyte]
+            thresholds[f"{analyte}_baseline_multiple_limit"] = limit
+            if _met(value, limit, line.inclusive):
+                reasons.append(
+                    f"{sign} {fmt(line.baseline_multiple)}x baseline ({fmt(limit)} U/L)"
+                )
+        if line.absolute_u_per_l is not None:
+            thresholds[f"{analyte}_absolute_limit"] = line.absolute_u_per_l
+            if _met(value, line.absolute_u_per_l, line.inclusive):
+                reasons.append(f"{sign} {fmt(line.absolute_u_per_l)} U/L")
+        if reasons:
+            hits.append(f"{show(analyte, value)} is {' and '.join(reasons)}")
+    return hits, thresholds
+
+
+@rule("stop.transaminase")
+def transaminase(state: PatientState, now: datetime, protocol: Protocol) -> list[Finding]:
+    line = protocol.stop.transaminase
+    view = panel_under_review(state, protocol)
+    if line is None or view is None:
+        return []
+    hits, thresholds = transaminase_hits(view, line, state)
+    if not hits:
+        return []
+    message = f"{'; '.join(hits)} (stop line, with or without symptoms). {stop_action(protocol)}"
+    return [lab_finding(state, protocol, view, "stop.transaminase", "critical", message, thresholds)]
+
+
+@rule("stop.transaminase_symptomatic")
+def transaminase_symptomatic(
+    state: PatientState, now: datetime, protocol: Protocol
+) -> list[Finding]:
+    line = protocol.stop.transaminase_symptomatic
+    view = panel_under_review(state, protocol)
+    if line is None or view is None or not view.symptoms:
+        return []
+    hits, thresholds = transaminase_hits(view, line, state)
+    if not hits:
+        return []
+    symptoms = ", ".join(sorted(view.symptoms))
+    when = "reported after the panel" if view.via_symptoms else "active"
+    message = (
+        f"{'; '.join(hits)} with hepatotoxicity symptoms {when} ({symptoms}). "
+        f"{stop_action(protocol)}"
+    )
+    return [
+        lab_finding(
+            state, protocol, view, "stop.transaminase_symptomatic", "critical", message, thresholds
+        )
+    ]
+
+
+@rule("stop.bilirubin")
+def bilirubin(state: PatientState, now: datetime, protocol: Protocol) -> list[Finding]:
+    line = protocol.stop.bilirubin
+    view = panel_under_review(state, protocol)
+    if line is None or view is None or view.via_symptoms:
+        return []
+    if not ({"bilirubin", *TRANSAMINASES} & set(view.own)) or "bilirubin" not in view.merged:
+        return []
+    window = timedelta(hours=protocol.combine_within_hours)
+    if any(
+        f.rule == "stop.bilirubin" and view.at - window <= f.at <= view.at for f in state.findings
+    ):
+        return []
+    bili, uln = view.merged["bilirubin"], view.uln["bilirubin"]
+    limit = line.uln_multiple * uln
+    if not _met(bili, limit, line.inclusive):
+        return []
+    raised = [
+        a
+        for a in TRANSAMINASES
+        if a in view.merged and view.merged[a] > line.transaminase_above_uln_multiple * view.uln[a]
+    ]
+    if not raised:
+        return []
+    message = (
+        f"{show('bilirubin', bili)} is {_sign(line.inclusive)} {fmt(line.uln_multiple)}x ULN "
+        f"({fmt(limit)} umol/L) with raised transaminases "
+        f"({', '.join(show(a, view.merged[a]) + f' > ULN {fmt(view.uln[a])}' for a in raised)}). "
+        f"{stop_action(protocol)}"
+    )
+    thresholds = {"bilirubin_limit": limit, **{f"{a}_uln": view.uln[a] for a in raised}}
+    return [lab_finding(state, protocol, view, "stop.bilirubin", "critical", message, thresholds)]
+
+
+@rule("stop.grade4")
+def grade4(state: PatientState, now: datetime, protocol: Protocol) -> list[Finding]:
+    view = panel_under_review(state, protocol)
+    if not protocol.stop.grade4 or view is None or view.via_symptoms:
+        return []
+    hits: list[str] = []
+    thresholds: dict[str, float] = {}
+    for analyte in ("alt", "ast", "alp", "bilirubin"):
+        if analyte not in view.own:
+            continue
+        bound = grade4_bound(
+            analyte, view.uln[analyte], state.patient.baseline.get(analyte), protocol
+        )
+        thresholds[f"{analyte}_grade4_above"] = bound
+        if view.own[analyte] > bound:
+            hits.append(f"{show(analyte, view.own[analyte])} > {fmt(bound)} (CTCAE grade 4)")
+    if not hits:
+        return []
+    message = f"Grade 4 liver injury: {'; '.join(hits)}. {stop_action(protocol)}"
+    return [lab_finding(state, protocol, view, "stop.grade4", "critical", message, thresholds)]
