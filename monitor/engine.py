@@ -42,9 +42,7 @@ def _ticks(
     return state
 
 
-def run(
-    patient: Patient, events: Sequence[Event], until: datetime, protocol: Protocol
-) -> Run:
+def run(patient: Patient, events: Sequence[Event], until: datetime, protocol: Protocol) -> Run:
     """Evaluate the course from the start up to and including `until`.
 
     Events must be in time order and not before the patient's start; events after

@@ -86,8 +86,7 @@ def potential_hys_law(
         a in values and values[a] >= h.transaminase_uln_multiple * uln[a] for a in ("alt", "ast")
     )
     bilirubin = (
-        "bilirubin" in values
-        and values["bilirubin"] >= h.bilirubin_uln_multiple * uln["bilirubin"]
+        "bilirubin" in values and values["bilirubin"] >= h.bilirubin_uln_multiple * uln["bilirubin"]
     )
     alp_ok = "alp" not in values or values["alp"] < h.alp_below_uln_multiple * uln["alp"]
     return transaminase and bilirubin and alp_ok

@@ -146,6 +146,7 @@ class Protocol:
     combine_within_hours: int
     schedule: Schedule
     alternatives: str
+    increase_note: str
     path: str = ""
 
     @property
@@ -186,7 +187,7 @@ class _Reader:
             raise ProtocolError(f"{self.key(name)}: missing")
         return self.data[name]
 
-    def str(self, name: str, default: str | None = None) -> str:
+    def text(self, name: str, default: str | None = None) -> str:
         if default is not None and name not in self.data:
             return default
         value = self._get(name)
@@ -205,7 +206,7 @@ class _Reader:
     def opt_num(self, name: str) -> float | None:
         return self.num(name) if name in self.data else None
 
-    def int(self, name: str, minimum: int = 1) -> int:
+    def whole(self, name: str, minimum: int = 1) -> int:
         value = self._get(name)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ProtocolError(f"{self.key(name)}: must be a whole number")
@@ -214,9 +215,9 @@ class _Reader:
         return value
 
     def opt_int(self, name: str) -> int | None:
-        return self.int(name) if name in self.data else None
+        return self.whole(name) if name in self.data else None
 
-    def bool(self, name: str) -> bool:
+    def flag(self, name: str) -> bool:
         value = self._get(name)
         if not isinstance(value, bool):
             raise ProtocolError(f"{self.key(name)}: must be true or false")
@@ -239,7 +240,7 @@ class _Reader:
         return tuple(float(v) for v in value)
 
     def comparison(self, name: str = "comparison") -> bool:
-        value = self.str(name)
+        value = self.text(name)
         if value not in ("ge", "gt"):
             raise ProtocolError(f"{self.key(name)}: must be 'ge' (>=) or 'gt' (>), got {value!r}")
         return value == "ge"
@@ -259,7 +260,7 @@ def _transaminase_stop(r: _Reader | None) -> TransaminaseStop | None:
 
 
 def _schedule(r: _Reader) -> Schedule:
-    clock = r.str("clock")
+    clock = r.text("clock")
     if clock not in ("restart", "dose_change"):
         raise ProtocolError(f"schedule.clock: must be 'restart' or 'dose_change', got {clock!r}")
     raw_rows = r.data.get("rows")
@@ -271,12 +272,12 @@ def _schedule(r: _Reader) -> Schedule:
             raise ProtocolError(f"schedule.rows[{i}]: must be a table")
         rr = _Reader(raw, f"schedule.rows[{i}]")
         row = ScheduleRow(
-            from_day=rr.int("from_day", minimum=0),
-            gap_days=rr.int("gap_days"),
-            grace_days=rr.int("grace_days", minimum=0),
+            from_day=rr.whole("from_day", minimum=0),
+            gap_days=rr.whole("gap_days"),
+            grace_days=rr.whole("grace_days", minimum=0),
             stable_gap_days=rr.opt_int("stable_gap_days"),
             stable_grace_days=(
-                rr.int("stable_grace_days", minimum=0) if rr.has("stable_grace_days") else None
+                rr.whole("stable_grace_days", minimum=0) if rr.has("stable_grace_days") else None
             ),
         )
         if (row.stable_gap_days is None) != (row.stable_grace_days is None):
@@ -298,7 +299,7 @@ def _schedule(r: _Reader) -> Schedule:
         post_increase_window_days=r.opt_int("post_increase_window_days"),
         post_increase_max_gap_days=r.opt_int("post_increase_max_gap_days"),
         post_increase_grace_days=(
-            r.int("post_increase_grace_days", minimum=0)
+            r.whole("post_increase_grace_days", minimum=0)
             if r.has("post_increase_grace_days")
             else None
         ),
@@ -334,14 +335,14 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
     labs = root.req_table("labs")
     msgs = root.req_table("messages")
 
-    status = appr.str("status")
+    status = appr.text("status")
     if status not in ("approved", "unapproved"):
         raise ProtocolError(f"approval.status: must be 'approved' or 'unapproved', got {status!r}")
     approval = Approval(
         status=status,
-        approved_by=appr.str("approved_by", default=""),
-        approved_on=appr.str("approved_on", default=""),
-        note=appr.str("note", default=""),
+        approved_by=appr.text("approved_by", default=""),
+        approved_on=appr.text("approved_on", default=""),
+        note=appr.text("note", default=""),
     )
     if status == "approved" and not (approval.approved_by and approval.approved_on):
         raise ProtocolError("approval.approved_by: an approved profile names who and when")
@@ -349,18 +350,20 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
     dosing = Dosing(
         start_dose_mg=dos.num("start_dose_mg"),
         step_mg=dos.num("step_mg"),
-        step_interval_min_days=dos.int("step_interval_min_days"),
-        step_interval_max_days=dos.int("step_interval_max_days"),
+        step_interval_min_days=dos.whole("step_interval_min_days"),
+        step_interval_max_days=dos.whole("step_interval_max_days"),
         max_mg_per_kg=dos.num("max_mg_per_kg"),
-        below_prior_toxic_dose=dos.bool("below_prior_toxic_dose"),
+        below_prior_toxic_dose=dos.flag("below_prior_toxic_dose"),
     )
     if dosing.step_interval_max_days < dosing.step_interval_min_days:
-        raise ProtocolError("dosing.step_interval_max_days: must not be below step_interval_min_days")
+        raise ProtocolError(
+            "dosing.step_interval_max_days: must not be below step_interval_min_days"
+        )
 
     symptoms = Symptoms(
         names=sym.str_list("names"),
-        active_days=sym.int("active_days"),
-        reevaluate_panel_within_days=sym.int("reevaluate_panel_within_days", minimum=0),
+        active_days=sym.whole("active_days"),
+        reevaluate_panel_within_days=sym.whole("reevaluate_panel_within_days", minimum=0),
     )
     if not symptoms.names or "resolved" in symptoms.names:
         raise ProtocolError("symptoms.names: a non-empty list, without the word 'resolved'")
@@ -381,10 +384,12 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
             if bili is not None
             else None
         ),
-        grade4=grade4.bool("enabled") if grade4 is not None else False,
+        grade4=grade4.flag("enabled") if grade4 is not None else False,
     )
     if stops.transaminase is None and stops.transaminase_symptomatic is None:
-        raise ProtocolError("stop.transaminase: a profile needs at least one transaminase stop line")
+        raise ProtocolError(
+            "stop.transaminase: a profile needs at least one transaminase stop line"
+        )
     if (
         stops.transaminase is not None
         and stops.transaminase_symptomatic is not None
@@ -401,7 +406,7 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
     if low > high:
         raise ProtocolError("warn.repeat_lfts_within_days: [min, max] with min <= max")
     warn_cfg = Warn(
-        transaminase_min_grade=warn.int("transaminase_min_grade"),
+        transaminase_min_grade=warn.whole("transaminase_min_grade"),
         repeat_lfts_within_days=(int(low), int(high)),
     )
     if warn_cfg.transaminase_min_grade > 4:
@@ -428,10 +433,10 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
         raise ProtocolError("pattern.cholestatic_max_r: must be below hepatocellular_min_r")
 
     return Protocol(
-        id=prof.str("id"),
-        version=prof.str("version"),
-        title=prof.str("title"),
-        drug=prof.str("drug"),
+        id=prof.text("id"),
+        version=prof.text("version"),
+        title=prof.text("title"),
+        drug=prof.text("drug"),
         sources=prof.str_list("sources"),
         approval=approval,
         dosing=dosing,
@@ -446,9 +451,10 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
             alp_below_uln_multiple=hys.num("alp_below_uln_multiple"),
         ),
         default_uln={a: uln.num(a) for a in ANALYTES},
-        combine_within_hours=labs.int("combine_within_hours", minimum=0),
+        combine_within_hours=labs.whole("combine_within_hours", minimum=0),
         schedule=_schedule(root.req_table("schedule")),
-        alternatives=msgs.str("alternatives"),
+        alternatives=msgs.text("alternatives"),
+        increase_note=msgs.text("increase_note"),
         path=path,
     )
 

@@ -76,9 +76,7 @@ class PatientState:
             self,
             findings=self.findings + tuple(new),
             on_therapy=self.on_therapy and not stopped,
-            stopped_at=(
-                self.stopped_at if not stopped or not self.on_therapy else new[0].at
-            ),
+            stopped_at=(self.stopped_at if not stopped or not self.on_therapy else new[0].at),
         )
 
     def apply(self, event: Event) -> PatientState:
@@ -87,9 +85,9 @@ class PatientState:
 
         s = self.at(event.at, event)
         if isinstance(event, LabEvent):
-            return replace(s, labs=s.labs + (event,))
+            return replace(s, labs=(*s.labs, event))
         if isinstance(event, SymptomEvent):
-            return replace(s, symptom_reports=s.symptom_reports + (event,))
+            return replace(s, symptom_reports=(*s.symptom_reports, event))
         if isinstance(event, StopEvent):
             return replace(
                 s,
@@ -117,7 +115,7 @@ class PatientState:
             dose_mg=event.dose_mg,
             previous_dose_mg=s.dose_mg,
             last_change_at=event.at,
-            dose_changes=s.dose_changes + (change,),
+            dose_changes=(*s.dose_changes, change),
         )
 
     # --- questions rules share -------------------------------------------------
@@ -133,9 +131,7 @@ class PatientState:
 
     def panels(self) -> tuple[LabEvent, ...]:
         """Liver panels (labs with ALT or AST) of the current (re)start cycle."""
-        return tuple(
-            lab for lab in self.labs if lab.is_liver_panel and lab.at >= self.cycle_start
-        )
+        return tuple(lab for lab in self.labs if lab.is_liver_panel and lab.at >= self.cycle_start)
 
     def latest_panel(self) -> LabEvent | None:
         panels = self.panels()
@@ -193,9 +189,9 @@ class PanelView:
     via_symptoms: bool
 
 
-def _merged(state: PatientState, lab: LabEvent, protocol: Protocol) -> tuple[
-    dict[str, float], dict[str, float]
-]:
+def _merged(
+    state: PatientState, lab: LabEvent, protocol: Protocol
+) -> tuple[dict[str, float], dict[str, float]]:
     window = timedelta(hours=protocol.combine_within_hours)
     values: dict[str, float] = {}
     ulns: dict[str, float] = {}

@@ -94,7 +94,9 @@ def deadline(state: PatientState, protocol: Protocol) -> Deadline | None:
         window = timedelta(days=sched.post_increase_window_days)
         for change in changes:
             if change.is_increase and change.at + window > anchor_at:
-                capped = max(anchor_at, change.at) + timedelta(days=sched.post_increase_max_gap_days)
+                capped = max(anchor_at, change.at) + timedelta(
+                    days=sched.post_increase_max_gap_days
+                )
                 if capped < due:
                     due, grace_td, post_increase = (
                         capped,
@@ -126,8 +128,9 @@ def escalation(state: PatientState, now: datetime, protocol: Protocol) -> Escala
     limit = max_dose(state.patient, protocol)
     nxt = state.dose_mg + step
     if nxt > limit:
-        return Escalation(False, f"the next step ({nxt:g} mg) would exceed the maximum "
-                                 f"({limit:g} mg)", None)
+        return Escalation(
+            False, f"the next step ({nxt:g} mg) would exceed the maximum ({limit:g} mg)", None
+        )
     waited = now - state.last_change_at
     needed = timedelta(days=protocol.dosing.step_interval_min_days)
     if waited < needed:

@@ -4,8 +4,9 @@ A rule is `(state, now, protocol) -> list[Finding]`. It reads the state (and its
 trigger: the lab result, symptom report, dose change or passing of time that is
 being evaluated) and says what fires. The registry applies what holds for every
 rule at once: a (rule, key) pair fires at most once, and the episode rules of the
-replay contract (nothing but stop alerts while therapy is stopped; no warnings or
-titration advice in the evaluation where a stop criterion is met).
+replay contract: once therapy is stopped (a stop alert or a clinician's stop),
+nothing more is raised until a dose event restarts it, and the evaluation in which a
+stop criterion is met raises only its stop alerts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ Rule = Callable[[PatientState, datetime, Protocol], list[Finding]]
 
 RULES: dict[str, Rule] = {}
 
-SUPPRESSED_WHILE_STOPPED = ("lab.", "titration.", "warn.")
+SUPPRESSED_WHILE_STOPPED = ("stop.", "lab.", "titration.", "warn.")
 AREA_ORDER = ("enrollment", "stop", "warn", "lab", "titration")
 
 

@@ -26,10 +26,10 @@ def days_since_increase(state: PatientState, at: datetime) -> int | None:
     return whole_days(change.at, at) if change else None
 
 
-def increase_sentence(days: int | None) -> str:
+def increase_sentence(days: int | None, protocol: Protocol) -> str:
     if days is None:
         return "No dose increase so far."
-    return f"{days} days since the last dose increase (injury often follows an increase, median 44 days)."
+    return f"{days} days since the last dose increase ({protocol.increase_note})."
 
 
 def profile_tag(protocol: Protocol) -> str:
@@ -76,15 +76,13 @@ def lab_finding(
     g = grades(view.merged, view.uln, baseline, protocol)
     if g:
         extras.append(
-            "CTCAE grades: "
-            + ", ".join(f"{DISPLAY_NAME[a]} {g[a]}" for a in sorted(g))
-            + "."
+            "CTCAE grades: " + ", ".join(f"{DISPLAY_NAME[a]} {g[a]}" for a in sorted(g)) + "."
         )
     if pattern.name:
         extras.append(f"Pattern: {pattern.name} (R {pattern.r_ratio:g}).")
     if hys:
         extras.append("Potential Hy's law case.")
-    extras.append(increase_sentence(days))
+    extras.append(increase_sentence(days, protocol))
     return Finding(
         rule=rule,
         severity=severity,

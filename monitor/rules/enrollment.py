@@ -32,8 +32,9 @@ def tpmt_deficient(state: PatientState, now: datetime, protocol: Protocol) -> li
             "TPMT activity is poor (deficient): standard azathioprine dosing risks severe "
             "toxicity. Review with the specialist before continuing."
         )
-        return [finding(state, protocol, "enrollment.tpmt_deficient", "critical", "enroll",
-                        message)]
+        return [
+            finding(state, protocol, "enrollment.tpmt_deficient", "critical", "enroll", message)
+        ]
     message = (
         "TPMT activity is intermediate: higher risk of thiopurine toxicity. Review the dose "
         "plan with the specialist."

@@ -44,9 +44,7 @@ def transaminase_hits(
             limit = line.baseline_multiple * state.patient.baseline[analyte]
             thresholds[f"{analyte}_baseline_multiple_limit"] = limit
             if _met(value, limit, line.inclusive):
-                reasons.append(
-                    f"{sign} {fmt(line.baseline_multiple)}x baseline ({fmt(limit)} U/L)"
-                )
+                reasons.append(f"{sign} {fmt(line.baseline_multiple)}x baseline ({fmt(limit)} U/L)")
         if line.absolute_u_per_l is not None:
             thresholds[f"{analyte}_absolute_limit"] = line.absolute_u_per_l
             if _met(value, line.absolute_u_per_l, line.inclusive):
@@ -66,7 +64,9 @@ def transaminase(state: PatientState, now: datetime, protocol: Protocol) -> list
     if not hits:
         return []
     message = f"{'; '.join(hits)} (stop line, with or without symptoms). {stop_action(protocol)}"
-    return [lab_finding(state, protocol, view, "stop.transaminase", "critical", message, thresholds)]
+    return [
+        lab_finding(state, protocol, view, "stop.transaminase", "critical", message, thresholds)
+    ]
 
 
 @rule("stop.transaminase_symptomatic")

@@ -34,8 +34,17 @@ def escalation_due(state: PatientState, now: datetime, protocol: Protocol) -> li
         "last dose change, normal LFTs since, no symptoms. For the clinician to decide."
     )
     key = f"{state.cycle_key}:{fmt(state.dose_mg)}mg"
-    return [finding(state, protocol, "titration.escalation_due", "info", key, message,
-                    thresholds={"max_dose_mg": limit})]
+    return [
+        finding(
+            state,
+            protocol,
+            "titration.escalation_due",
+            "info",
+            key,
+            message,
+            thresholds={"max_dose_mg": limit},
+        )
+    ]
 
 
 @rule("titration.target_reached")
@@ -50,8 +59,17 @@ def target_reached(state: PatientState, now: datetime, protocol: Protocol) -> li
         f"Maintenance maximum reached: {fmt(trig[1])} mg/day (maximum {fmt(limit)} mg/day for "
         "this patient). No further escalation; keep monitoring LFTs."
     )
-    return [finding(state, protocol, "titration.target_reached", "info", trig[0], message,
-                    thresholds={"max_dose_mg": limit})]
+    return [
+        finding(
+            state,
+            protocol,
+            "titration.target_reached",
+            "info",
+            trig[0],
+            message,
+            thresholds={"max_dose_mg": limit},
+        )
+    ]
 
 
 @rule("titration.dose_above_limit")
@@ -80,8 +98,17 @@ def dose_above_limit(state: PatientState, now: datetime, protocol: Protocol) -> 
         f"Dose {fmt(dose)} mg/day is above this patient's maximum: {'; '.join(reasons)}. "
         f"Reduce to at most {fmt(max_dose(state.patient, protocol))} mg/day."
     )
-    return [finding(state, protocol, "titration.dose_above_limit", "warning", trig[0], message,
-                    thresholds=thresholds)]
+    return [
+        finding(
+            state,
+            protocol,
+            "titration.dose_above_limit",
+            "warning",
+            trig[0],
+            message,
+            thresholds=thresholds,
+        )
+    ]
 
 
 def _increase(state: PatientState) -> tuple[DoseEvent, float, datetime] | None:
@@ -109,8 +136,17 @@ def step_too_large(state: PatientState, now: datetime, protocol: Protocol) -> li
         f"Dose increased by {fmt(step)} mg in one step ({fmt(previous)} -> {fmt(event.dose_mg)} "
         f"mg/day); the protocol allows {fmt(protocol.dosing.step_mg)} mg per step. Review the dose."
     )
-    return [finding(state, protocol, "titration.step_too_large", "warning", f"dose:{event.id}",
-                    message, thresholds={"step_mg": protocol.dosing.step_mg})]
+    return [
+        finding(
+            state,
+            protocol,
+            "titration.step_too_large",
+            "warning",
+            f"dose:{event.id}",
+            message,
+            thresholds={"step_mg": protocol.dosing.step_mg},
+        )
+    ]
 
 
 @rule("titration.step_too_early")
@@ -127,5 +163,14 @@ def step_too_early(state: PatientState, now: datetime, protocol: Protocol) -> li
         f"Dose increased {fmt(round(days, 1))} days after the previous dose change; the protocol "
         f"asks for at least {minimum} days between steps. Review the dose and check LFTs."
     )
-    return [finding(state, protocol, "titration.step_too_early", "warning", f"dose:{event.id}",
-                    message, thresholds={"step_interval_min_days": minimum})]
+    return [
+        finding(
+            state,
+            protocol,
+            "titration.step_too_early",
+            "warning",
+            f"dose:{event.id}",
+            message,
+            thresholds={"step_interval_min_days": minimum},
+        )
+    ]

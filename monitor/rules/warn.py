@@ -63,5 +63,14 @@ def symptoms(state: PatientState, now: datetime, protocol: Protocol) -> list[Fin
         f"Hepatotoxicity symptoms reported ({names}). LFTs needed urgently (today); "
         "hold dose escalation until they are back."
     )
-    return [finding(state, protocol, "warn.symptoms", "warning", f"symptoms:{trigger.id}", message,
-                    event_id=trigger.id)]
+    return [
+        finding(
+            state,
+            protocol,
+            "warn.symptoms",
+            "warning",
+            f"symptoms:{trigger.id}",
+            message,
+            event_id=trigger.id,
+        )
+    ]

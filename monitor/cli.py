@@ -1,0 +1,613 @@
+"""`monitor`: the command line for people (care team, coordinators, operators).
+
+Every command validates its input at this edge and answers a bad value with one
+line on standard error and exit status 2; writes go through intake, one
+transaction each, so nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import click
+import typer
+from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from monitor.clock import Clock, SystemClock
+from monitor.core.clinical import grades
+from monitor.core.protocol import Protocol, ProtocolError, load_protocol
+from monitor.core.state import uln_for
+from monitor.logging import configure_logging
+from monitor.schemas import DoseIn, LabIn, PatientIn, StopIn, SymptomsIn, describe, utc
+from monitor.services.evaluate import UnknownPatient, run_for
+from monitor.services.intake import IntakeError, enroll, record_event
+from monitor.services.records import event_rows
+from monitor.settings import Settings, SettingsError, load_settings
+from monitor.store.db import make_engine, session_scope, upgrade
+from monitor.store.models import AlertRow, PatientIdentifierRow, PatientRow
+
+app = typer.Typer(
+    help="lab-monitor: liver-test safety monitoring for azathioprine reintroduction.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+lab_app = typer.Typer(help="Lab results.", no_args_is_help=True)
+symptoms_app = typer.Typer(help="Symptom reports.", no_args_is_help=True)
+dose_app = typer.Typer(help="Dose changes.", no_args_is_help=True)
+patient_app = typer.Typer(help="One patient.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(lab_app, name="lab")
+app.add_typer(symptoms_app, name="symptoms")
+app.add_typer(dose_app, name="dose")
+app.add_typer(patient_app, name="patient")
+
+T = TypeVar("T", bound=BaseModel)
+_AT = TypeAdapter(AwareDatetime)
+
+
+class CliError(Exception):
+    """One line for the user; exit status 2."""
+
+
+def fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+@dataclass
+class Ctx:
+    settings: Settings
+    clock: Clock
+
+    _protocols: dict[str, Protocol] | None = None
+    _engine: Engine | None = None
+
+    def protocols(self) -> dict[str, Protocol]:
+        if self._protocols is None:
+            self._protocols = self.settings.protocols()
+        return self._protocols
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings.database_url)
+            if self.settings.database_url.startswith("sqlite"):
+                upgrade(self._engine)
+        return self._engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.engine()) as session:
+            yield session
+
+
+def ctx_of(ctx: typer.Context) -> Ctx:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Ctx)
+    return obj
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Config file (default config/monitor.toml).")
+    ] = None,
+) -> None:
+    configure_logging()
+    ctx.obj = Ctx(settings=load_settings(config), clock=SystemClock())
+
+
+def validate(model: type[T], data: dict[str, Any]) -> T:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fail(describe(exc))
+
+
+def parse_at(value: str | None, now: datetime) -> datetime:
+    if value is None:
+        return now
+    try:
+        return utc(_AT.validate_python(value))
+    except ValidationError:
+        fail(f"--at: {value!r} is not an ISO 8601 time with an offset (e.g. 2026-01-05T09:00Z)")
+
+
+def pairs(items: list[str], option: str) -> dict[str, Any]:
+    """`alt=25 ast=30` -> {"alt": 25.0, "ast": 30.0}; repeated keys collect into lists."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            fail(f"{option}: {item!r} should look like name=value")
+        key, raw = item.split("=", 1)
+        key = key.strip().lower()
+        try:
+            value: Any = float(raw)
+        except ValueError:
+            value = raw.strip()
+        if key in out:
+            out[key] = (out[key] if isinstance(out[key], list) else [out[key]]) + [value]
+        else:
+            out[key] = value
+    return out
+
+
+def show_alerts(alerts: list[AlertRow]) -> None:
+    for a in alerts:
+        typer.echo(f"ALERT {a.code} {a.severity.upper()} {a.rule}: {a.message}")
+
+
+def _write_event(
+    c: Ctx, patient_id: str, model: LabIn | SymptomsIn | DoseIn | StopIn, by: str | None
+) -> None:
+    with c.session() as session:
+        try:
+            event, alerts = record_event(
+                session,
+                patient_id,
+                model.kind,
+                utc(model.at),
+                model.payload(),
+                c.clock.now(),
+                c.protocols(),
+                source="cli",
+                recorded_by=by,
+            )
+        except UnknownPatient:
+            fail(f"patient: no enrolled patient {patient_id!r}")
+        except IntakeError as exc:
+            fail(str(exc))
+    typer.echo(f"Recorded {model.kind} event {event.id} for {patient_id}.")
+    show_alerts(alerts)
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context) -> None:
+    """Create or migrate the database schema to the latest revision."""
+    c = ctx_of(ctx)
+    engine = make_engine(c.settings.database_url)
+    upgrade(engine)
+    typer.echo(f"Database at the latest schema: {engine.url.render_as_string()}")
+
+
+@app.command("check-config")
+def check_config(
+    ctx: typer.Context,
+    protocol_file: Annotated[
+        list[Path] | None, typer.Option("--protocol", help="Also check this profile file.")
+    ] = None,
+) -> None:
+    """Check the config and every protocol profile; say plainly which are unapproved."""
+    c = ctx_of(ctx)
+    protocols = c.protocols()
+    for path in protocol_file or []:
+        try:
+            extra = load_protocol(path)
+        except ProtocolError as exc:
+            fail(str(exc))
+        protocols = {**protocols, extra.id: extra}
+    typer.echo(f"Config: {c.settings.path} (database {c.settings.database_url})")
+    for proto in protocols.values():
+        mark = " (default)" if proto.id == c.settings.default_protocol else ""
+        typer.echo(f"Profile {proto.label}{mark}: {proto.title}")
+        typer.echo(f"  file: {proto.path}")
+        for line in approval_lines(proto):
+            typer.echo(f"  {line}")
+    typer.echo("Config OK.")
+
+
+def approval_lines(proto: Protocol) -> list[str]:
+    if proto.approval.approved:
+        return [
+            f"approved for local use by {proto.approval.approved_by} on "
+            f"{proto.approval.approved_on}"
+        ]
+    lines = [
+        f"WARNING: profile {proto.label} is UNAPPROVED: no clinician has signed it off for "
+        "local use. Review every value and fill in its [approval] block before relying on it."
+    ]
+    if proto.approval.note:
+        lines.append(f"note: {proto.approval.note}")
+    return lines
+
+
+@app.command("enroll")
+def enroll_cmd(
+    ctx: typer.Context,
+    patient_id: Annotated[str | None, typer.Argument(help="Patient id (no names).")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="JSON patient object (replay format).")
+    ] = None,
+    weight: Annotated[float | None, typer.Option("--weight", help="kg")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="ISO time; default now")] = None,
+    start_dose: Annotated[float | None, typer.Option("--start-dose", help="mg/day")] = None,
+    prior_toxic_dose: Annotated[float | None, typer.Option("--prior-toxic-dose")] = None,
+    tpmt: Annotated[str, typer.Option("--tpmt")] = "unknown",
+    baseline: Annotated[
+        list[str] | None, typer.Option("--baseline", help="alt=22 (repeat a key for a mean)")
+    ] = None,
+    uln: Annotated[list[str] | None, typer.Option("--uln", help="alt=33")] = None,
+    identifier: Annotated[
+        list[str] | None, typer.Option("--identifier", help="AUTHORITY:VALUE, e.g. MRN:12345")
+    ] = None,
+    protocol: Annotated[str | None, typer.Option("--protocol")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Display name, shown only on the console.")
+    ] = None,
+) -> None:
+    """Enrol a patient at the (re)start of azathioprine."""
+    c = ctx_of(ctx)
+    now = c.clock.now()
+    data: dict[str, Any]
+    if file is not None:
+        try:
+            loaded = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            fail(f"--file: cannot read a JSON object from {file} ({exc})")
+        data = loaded.get("patient", loaded) if isinstance(loaded, dict) else {}
+        if patient_id:
+            data["id"] = patient_id
+    else:
+        data = {
+            "id": patient_id,
+            "weight_kg": weight,
+            "start": (start or now.isoformat()),
+            "tpmt": tpmt,
+            "baseline": pairs(baseline or [], "--baseline"),
+            "uln": pairs(uln or [], "--uln"),
+            "identifiers": identifier or [],
+        }
+        for key, value in (
+            ("start_dose_mg", start_dose),
+            ("prior_toxic_dose_mg", prior_toxic_dose),
+            ("protocol", protocol),
+            ("name", name),
+        ):
+            if value is not None:
+                data[key] = value
+        data = {k: v for k, v in data.items() if v is not None}
+    model = validate(PatientIn, data)
+    with c.session() as session:
+        try:
+            alerts = enroll(session, model, now, c.protocols(), c.settings.default_protocol)
+        except IntakeError as exc:
+            fail(str(exc))
+    typer.echo(f"Enrolled {model.id} on {model.protocol or c.settings.default_protocol}.")
+    show_alerts(alerts)
+
+
+@lab_app.command("add")
+def lab_add(
+    ctx: typer.Context,
+    patient_id: Annotated[str, typer.Argument()],
+    results: Annotated[list[str], typer.Argument(help="alt=25 ast=21 bilirubin=9")],
+    at: Annotated[str | None, typer.Option("--at", help="Draw time; default now")] = None,
+    unit: Annotated[list[str] | None, typer.Option("--unit", help="bilirubin=mg/dL")] = None,
+    uln: Annotated[
+        list[str] | None, typer.Option("--uln", help="This result's ULN: alt=40")
+    ] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who records it")] = None,
+) -> None:
+    """Record liver test results (ALT, AST, ALP, GGT in U/L; bilirubin in umol/L)."""
+    c = ctx_of(ctx)
+    data = {
+        "kind": "lab",
+        "at": parse_at(at, c.clock.now()),
+        "results": pairs(results, "results"),
+        "units": pairs(unit or [], "--unit"),
+        "uln": pairs(uln or [], "--uln"),
+    }
+    _write_event(c, patient_id, validate(LabIn, data), by)
+
+
+@symptoms_app.command("add")
+def symptoms_add(
+    ctx: typer.Context,
+    patient_id: Annotated[str, typer.Argument()],
+    symptoms: Annotated[
+        list[str], typer.Argument(help="fatigue nausea vomiting ruq_pain jaundice | resolved")
+    ],
+    at: Annotated[str | None, typer.Option("--at")] = None,
+    by: Annotated[str | None, typer.Option("--by")] = None,
+) -> None:
+    """Record a symptom report (or `resolved`)."""
+    c = ctx_of(ctx)
+    data = {"kind": "symptoms", "at": parse_at(at, c.clock.now()), "symptoms": symptoms}
+    _write_event(c, patient_id, validate(SymptomsIn, data), by)
+
+
+@dose_app.command("set")
+def dose_set(
+    ctx: typer.Context,
+    patient_id: Annotated[str, typer.Argument()],
+    dose_mg: Annotated[float, typer.Argument(help="New daily dose in mg")],
+    at: Annotated[str | None, typer.Option("--at")] = None,
+    by: Annotated[str | None, typer.Option("--by")] = None,
+) -> None:
+    """Record a new daily dose (after a stop, this is a restart)."""
+    c = ctx_of(ctx)
+    data = {"kind": "dose", "at": parse_at(at, c.clock.now()), "dose_mg": dose_mg}
+    _write_event(c, patient_id, validate(DoseIn, data), by)
+
+
+@app.command("stop")
+def stop_cmd(
+    ctx: typer.Context,
+    patient_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option("--reason")] = "",
+    at: Annotated[str | None, typer.Option("--at")] = None,
+    by: Annotated[str | None, typer.Option("--by")] = None,
+) -> None:
+    """Record that a clinician stopped azathioprine."""
+    c = ctx_of(ctx)
+    data = {"kind": "stop", "at": parse_at(at, c.clock.now()), "reason": reason}
+    _write_event(c, patient_id, validate(StopIn, data), by)
+
+
+def _fmt_time(dt: datetime | None) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if dt else "-"
+
+
+def patient_status(session: Session, row: PatientRow, c: Ctx, now: datetime) -> dict[str, Any]:
+    protocol = c.protocols()[row.protocol_id]
+    result = run_for(session, row, now, protocol)
+    pos = result.position
+    open_alerts = session.exec(
+        select(AlertRow).where(AlertRow.patient_id == row.id, AlertRow.state == "open")
+    ).all()
+    return {
+        "id": row.id,
+        "protocol": protocol.label,
+        "protocol_approved": protocol.approval.approved,
+        "on_therapy": pos.on_therapy,
+        "phase": pos.phase,
+        "day": pos.day,
+        "dose_mg": pos.dose_mg,
+        "max_dose_mg": pos.max_dose_mg,
+        "last_panel_at": pos.last_panel_at.isoformat() if pos.last_panel_at else None,
+        "next_due": pos.next_due.isoformat() if pos.next_due else None,
+        "grace_days": pos.grace_days,
+        "overdue": pos.overdue,
+        "escalation_allowed": pos.escalation_allowed,
+        "escalation_reason": pos.escalation_reason,
+        "stable": pos.stable,
+        "open_alerts": len(open_alerts),
+        "_pos": pos,
+    }
+
+
+@app.command("patients")
+def patients_cmd(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """All patients: phase, dose, last panel, next due, overdue flag."""
+    c = ctx_of(ctx)
+    now = c.clock.now()
+    with c.session() as session:
+        rows = session.exec(select(PatientRow).order_by(col(PatientRow.id))).all()
+        statuses = [patient_status(session, r, c, now) for r in rows]
+    if as_json:
+        for s in statuses:
+            s.pop("_pos")
+        typer.echo(json.dumps(statuses, indent=2))
+        return
+    if not statuses:
+        typer.echo("No patients enrolled.")
+        return
+    header = (
+        f"{'patient':<12} {'phase':<34} {'dose':>5} {'max':>5} {'last panel':<16} "
+        f"{'next due':<16} {'overdue':<7} {'open':>4}"
+    )
+    typer.echo(header)
+    for s in statuses:
+        pos = s["_pos"]
+        dose = f"{pos.dose_mg:g}" if pos.dose_mg is not None else "-"
+        typer.echo(
+            f"{s['id']:<12} {s['phase']:<34} {dose:>5} {pos.max_dose_mg:>5g} "
+            f"{_fmt_time(pos.last_panel_at):<16} {_fmt_time(pos.next_due):<16} "
+            f"{'OVERDUE' if pos.overdue else 'no':<7} {s['open_alerts']:>4}"
+        )
+
+
+@patient_app.command("show")
+def patient_show(
+    ctx: typer.Context,
+    patient_id: Annotated[str, typer.Argument()],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One patient's timeline, latest values with grades, and open findings."""
+    c = ctx_of(ctx)
+    now = c.clock.now()
+    with c.session() as session:
+        row = session.get(PatientRow, patient_id)
+        if row is None:
+            fail(f"patient: no enrolled patient {patient_id!r}")
+        status = patient_status(session, row, c, now)
+        pos = status.pop("_pos")
+        protocol = c.protocols()[row.protocol_id]
+        result = run_for(session, row, now, protocol)
+        latest: dict[str, Any] = {}
+        for lab in result.state.labs:
+            for analyte, value in lab.results.items():
+                u = uln_for(analyte, result.state.patient, lab, protocol)
+                latest[analyte] = {
+                    "value": value,
+                    "at": lab.at.isoformat(),
+                    "uln": u,
+                    "grade": grades({analyte: value}, {analyte: u}, row.baseline, protocol)[
+                        analyte
+                    ],
+                }
+        alerts = session.exec(
+            select(AlertRow)
+            .where(AlertRow.patient_id == patient_id, AlertRow.state == "open")
+            .order_by(col(AlertRow.id))
+        ).all()
+        identifiers = session.exec(
+            select(PatientIdentifierRow).where(PatientIdentifierRow.patient_id == patient_id)
+        ).all()
+        all_events = [
+            {"id": e.id, "kind": e.kind, "at": e.at.isoformat(), **e.payload, "source": e.source}
+            for e in event_rows(session, patient_id)
+        ]
+        doc = {
+            **status,
+            "weight_kg": row.weight_kg,
+            "start": row.start.isoformat(),
+            "tpmt": row.tpmt,
+            "baseline": row.baseline,
+            "uln": {
+                a: uln_for(a, result.state.patient, None, protocol) for a in protocol.default_uln
+            },
+            "identifiers": [f"{i.system}:{i.value}" for i in identifiers],
+            "latest": latest,
+            "events": all_events,
+            "open_findings": [
+                {
+                    "code": a.code,
+                    "rule": a.rule,
+                    "severity": a.severity,
+                    "at": a.at.isoformat(),
+                    "message": a.message,
+                }
+                for a in alerts
+            ],
+        }
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    typer.echo(f"Patient {patient_id}  protocol {doc['protocol']}  TPMT {row.tpmt}")
+    typer.echo(
+        f"  {doc['phase']}; dose {pos.dose_mg if pos.dose_mg is not None else '-'} mg/day "
+        f"(max {pos.max_dose_mg:g}); next panel due {_fmt_time(pos.next_due)}"
+        f"{' OVERDUE' if pos.overdue else ''}"
+    )
+    typer.echo(
+        f"  escalation: {'allowed' if pos.escalation_allowed else 'not now'} "
+        f"({pos.escalation_reason})"
+    )
+    typer.echo("  latest values:")
+    for analyte, v in latest.items():
+        typer.echo(
+            f"    {analyte:<10} {v['value']:>8g}  (ULN {v['uln']:g}, grade {v['grade']}) "
+            f"at {v['at']}"
+        )
+    typer.echo("  timeline:")
+    for e in all_events:
+        extra = {k: v for k, v in e.items() if k not in ("id", "kind", "at", "source")}
+        typer.echo(f"    {e['at']}  {e['kind']:<9} {json.dumps(extra)}")
+    typer.echo(f"  open findings: {len(doc['open_findings'])}")
+    for f in doc["open_findings"]:
+        typer.echo(f"    {f['code']} {f['severity']:<8} {f['rule']}: {f['message']}")
+
+
+@app.command("replay")
+def replay_cmd(
+    ctx: typer.Context,
+    scenario: Annotated[Path, typer.Argument(help="Scenario JSON (see the replay contract)")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per alert")] = False,
+) -> None:
+    """What would the monitor have done? Runs a scenario on a simulated clock."""
+    from monitor.replay import ScenarioError, load_scenario, render_table, replay
+
+    c = ctx_of(ctx)
+    try:
+        parsed = load_scenario(scenario)
+    except ScenarioError as exc:
+        fail(str(exc))
+    try:
+        alerts = replay(parsed, c.protocols(), c.settings.default_protocol)
+    except IntakeError as exc:
+        fail(str(exc))
+    if as_json:
+        for a in alerts:
+            typer.echo(json.dumps(a.as_json()))
+    else:
+        typer.echo(render_table(alerts))
+
+
+@app.command("demo")
+def demo_cmd(
+    ctx: typer.Context,
+    examples: Annotated[Path, typer.Option("--examples")] = Path("examples"),
+) -> None:
+    """Enrol the example patients (shifted so their story ends now) and show their status."""
+    from monitor.replay import ScenarioError, load_scenario
+
+    c = ctx_of(ctx)
+    now = c.clock.now()
+    for path in sorted(examples.glob("*.json")):
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as exc:
+            fail(str(exc))
+        with c.session() as session:
+            if session.get(PatientRow, scenario.patient.id) is not None:
+                continue
+        shift = now - utc(scenario.until)
+        patient = scenario.patient.model_copy(update={"start": scenario.patient.start + shift})
+        with c.session() as session:
+            enroll(session, patient, utc(patient.start), c.protocols(), c.settings.default_protocol)
+        for event in scenario.events:
+            when = utc(event.at) + shift
+            with c.session() as session:
+                record_event(
+                    session,
+                    patient.id,
+                    event.kind,
+                    when,
+                    event.payload(),
+                    when,
+                    c.protocols(),
+                    source="demo",
+                )
+        typer.echo(f"Enrolled example {patient.id} from {path.name}.")
+    for proto in c.protocols().values():
+        if not proto.approval.approved:
+            typer.echo(approval_lines(proto)[0], err=True)
+    ctx.invoke(patients_cmd, ctx=ctx, as_json=False)
+
+
+def _one_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: usage and input errors become one line on stderr and exit status 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except CliError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except (SettingsError, ProtocolError) as exc:
+        typer.echo(f"error: {_one_line(exc)}", err=True)
+        sys.exit(2)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        typer.echo(exc.format_message() if hasattr(exc, "format_message") else "", err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+        typer.echo(f"error: {where}{exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code or 2)

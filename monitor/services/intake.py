@@ -1,0 +1,105 @@
+"""Intake: the one door through which patients and events enter the store.
+
+Each call is one transaction with the evaluation it causes: the event and the
+alerts it raises are committed together, or neither is. The CLI, replay, the
+web console and every lab source come through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlmodel import Session, select
+
+from monitor.core.protocol import Protocol
+from monitor.schemas import PatientIn
+from monitor.services.evaluate import evaluate_patient, lock_patient
+from monitor.store.models import AlertRow, EventRow, PatientIdentifierRow, PatientRow
+
+log = structlog.get_logger(__name__)
+
+
+class IntakeError(ValueError):
+    """A request the store cannot take; the message names the problem."""
+
+
+def enroll(
+    session: Session,
+    patient: PatientIn,
+    now: datetime,
+    protocols: Mapping[str, Protocol],
+    default_protocol: str,
+) -> list[AlertRow]:
+    protocol_id = patient.protocol or default_protocol
+    if protocol_id not in protocols:
+        raise IntakeError(
+            f"protocol: unknown profile {protocol_id!r} (known: {', '.join(sorted(protocols))})"
+        )
+    if session.get(PatientRow, patient.id) is not None:
+        raise IntakeError(f"id: patient {patient.id} is already enrolled")
+    domain = patient.to_domain(protocols[protocol_id].dosing.start_dose_mg)
+    session.add(
+        PatientRow(
+            id=domain.id,
+            display_name=patient.name,
+            weight_kg=domain.weight_kg,
+            start=domain.start,
+            start_dose_mg=domain.start_dose_mg,
+            prior_toxic_dose_mg=domain.prior_toxic_dose_mg,
+            tpmt=domain.tpmt,
+            baseline=dict(domain.baseline),
+            uln=dict(domain.uln),
+            protocol_id=protocol_id,
+            enrolled_at=now,
+        )
+    )
+    session.flush()
+    for ident in patient.identifiers:
+        system, value = ident.split(":", 1)
+        clash = session.exec(
+            select(PatientIdentifierRow).where(
+                PatientIdentifierRow.system == system, PatientIdentifierRow.value == value
+            )
+        ).first()
+        if clash is not None:
+            raise IntakeError(f"identifiers: {ident} already belongs to patient {clash.patient_id}")
+        session.add(PatientIdentifierRow(patient_id=patient.id, system=system, value=value))
+    log.info("patient.enrolled", patient_id=patient.id, protocol=protocol_id)
+    return evaluate_patient(session, patient.id, now, protocols)
+
+
+def record_event(
+    session: Session,
+    patient_id: str,
+    kind: str,
+    at: datetime,
+    payload: dict[str, Any],
+    now: datetime,
+    protocols: Mapping[str, Protocol],
+    source: str = "cli",
+    source_ref: str | None = None,
+    recorded_by: str | None = None,
+) -> tuple[EventRow, list[AlertRow]]:
+    """Store one event and evaluate the patient in the same transaction."""
+    row = lock_patient(session, patient_id)
+    if at < row.start:
+        raise IntakeError(
+            f"at: {at.isoformat()} is before the patient's start ({row.start.isoformat()})"
+        )
+    event = EventRow(
+        patient_id=patient_id,
+        kind=kind,
+        at=at,
+        recorded_at=now,
+        payload=payload,
+        source=source,
+        source_ref=source_ref,
+        recorded_by=recorded_by,
+    )
+    session.add(event)
+    session.flush()
+    log.info("event.recorded", patient_id=patient_id, kind=kind, event_id=event.id, source=source)
+    return event, evaluate_patient(session, patient_id, now, protocols)

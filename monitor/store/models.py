@@ -1,0 +1,112 @@
+"""SQLModel tables: the database is the source of truth.
+
+Patient names are optional and kept only in `patients.display_name`; nothing else
+(alerts, logs, SMS) carries them. Every datetime column is aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from monitor.store.types import UTCDateTime
+
+
+def _dt(index: bool = False, nullable: bool = False) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class PatientRow(SQLModel, table=True):
+    __tablename__ = "patients"
+
+    id: str = Field(primary_key=True, max_length=64)
+    display_name: str | None = Field(default=None, max_length=200)
+    weight_kg: float
+    start: datetime = _dt()
+    start_dose_mg: float
+    prior_toxic_dose_mg: float | None = None
+    tpmt: str = Field(default="unknown", max_length=16)
+    baseline: dict[str, Any] = _json()
+    uln: dict[str, Any] = _json()
+    protocol_id: str = Field(max_length=64)
+    enrolled_at: datetime = _dt()
+    next_check_at: datetime | None = _dt(index=True, nullable=True)
+    evaluated_at: datetime | None = _dt(nullable=True)
+
+
+class PatientIdentifierRow(SQLModel, table=True):
+    """External identifiers (MRN, NHS number...) by assigning authority, for ingestion."""
+
+    __tablename__ = "patient_identifiers"
+    __table_args__ = (UniqueConstraint("system", "value", name="uq_identifier_system_value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(foreign_key="patients.id", index=True, max_length=64)
+    system: str = Field(max_length=200)
+    value: str = Field(max_length=200)
+
+
+class EventRow(SQLModel, table=True):
+    """One thing that happened to a patient: lab result, symptoms, dose change, stop.
+
+    `at` is when it happened (draw time for labs); `recorded_at` when we learnt it.
+    A corrected lab result replaces the one it corrects by pointing `superseded_by`
+    of the old row at the new one; superseded rows stay for the record.
+    """
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_patient_at", "patient_id", "at"),
+        UniqueConstraint("source", "source_ref", name="uq_event_source_ref"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(foreign_key="patients.id", max_length=64)
+    kind: str = Field(max_length=16)
+    at: datetime = _dt()
+    recorded_at: datetime = _dt()
+    payload: dict[str, Any] = _json()
+    source: str = Field(default="cli", max_length=32)
+    source_ref: str | None = Field(default=None, max_length=200)
+    recorded_by: str | None = Field(default=None, max_length=200)
+    superseded_by: int | None = Field(default=None, foreign_key="events.id")
+
+
+class AlertRow(SQLModel, table=True):
+    """A finding the care team must hear about, written before anything is sent.
+
+    (patient_id, rule, key) is the idempotency key: re-evaluating the same history
+    never writes the same alert twice. `group_id` ties together the alerts of one
+    evaluation of one patient, which go out as one notification.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "rule", "key", name="uq_alert_idempotency"),
+        Index("ix_alerts_state_raised", "state", "raised_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(unique=True, max_length=16)
+    patient_id: str = Field(foreign_key="patients.id", index=True, max_length=64)
+    rule: str = Field(max_length=64, index=True)
+    severity: str = Field(max_length=16)
+    key: str = Field(max_length=200)
+    at: datetime = _dt()
+    raised_at: datetime = _dt()
+    message: str
+    details: dict[str, Any] = _json()
+    profile: str = Field(max_length=100)
+    group_id: str = Field(max_length=40, index=True)
+    state: str = Field(default="open", max_length=16)
+    acknowledged_by: str | None = Field(default=None, max_length=200)
+    acknowledged_at: datetime | None = _dt(nullable=True)
+    resolved_at: datetime | None = _dt(nullable=True)
+    note: str | None = None
