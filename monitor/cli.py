@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
-import click
 import typer
 from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
@@ -28,7 +27,7 @@ from monitor.core.protocol import Protocol, ProtocolError, load_protocol
 from monitor.core.state import uln_for
 from monitor.logging import configure_logging
 from monitor.schemas import DoseIn, LabIn, PatientIn, StopIn, SymptomsIn, describe, utc
-from monitor.services.evaluate import UnknownPatient, run_for
+from monitor.services.evaluate import UnknownPatient, due_patients, evaluate_patient, run_for
 from monitor.services.intake import IntakeError, enroll, record_event
 from monitor.services.records import event_rows
 from monitor.settings import Settings, SettingsError, load_settings
@@ -515,6 +514,22 @@ def patient_show(
         typer.echo(f"    {f['code']} {f['severity']:<8} {f['rule']}: {f['message']}")
 
 
+@app.command("sweep")
+def sweep_cmd(ctx: typer.Context) -> None:
+    """Evaluate every patient whose next check time has come (what the daemon does each
+    minute); for cron-style use without the daemon."""
+    c = ctx_of(ctx)
+    now = c.clock.now()
+    with c.session() as session:
+        due = due_patients(session, now)
+    raised: list[AlertRow] = []
+    for patient_id in due:
+        with c.session() as session:
+            raised += evaluate_patient(session, patient_id, now, c.protocols())
+    typer.echo(f"Swept {len(due)} patient(s); {len(raised)} new alert(s).")
+    show_alerts(raised)
+
+
 @app.command("replay")
 def replay_cmd(
     ctx: typer.Context,
@@ -575,6 +590,8 @@ def demo_cmd(
                     c.protocols(),
                     source="demo",
                 )
+        with c.session() as session:
+            evaluate_patient(session, patient.id, now, c.protocols())
         typer.echo(f"Enrolled example {patient.id} from {path.name}.")
     for proto in c.protocols().values():
         if not proto.approval.approved:
@@ -589,25 +606,25 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage and input errors become one line on stderr and exit status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=False, prog_name="monitor")
     except CliError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except (SettingsError, ProtocolError) as exc:
         typer.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(2)
-    except click.exceptions.NoArgsIsHelpError as exc:
-        typer.echo(exc.format_message() if hasattr(exc, "format_message") else "", err=True)
-        sys.exit(2)
-    except click.UsageError as exc:
-        where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
-        typer.echo(f"error: {where}{exc.format_message()}", err=True)
-        sys.exit(2)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except typer.Abort:
         typer.echo("error: aborted", err=True)
         sys.exit(1)
-    except click.ClickException as exc:
-        typer.echo(f"error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code or 2)
+    except typer.TyperException as exc:
+        # Usage errors of the CLI framework (missing argument, bad option type...).
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            typer.echo(str(exc.format_message()) if hasattr(exc, "format_message") else "")
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {where}{_one_line(Exception(text))}", err=True)
+        sys.exit(2)

@@ -7,6 +7,7 @@ Errors name the offending field as a dotted path (`events[3].results.alt`).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from statistics import fmean
 from typing import Annotated, Any, Literal
@@ -234,8 +235,8 @@ def error_path(loc: tuple[int | str, ...]) -> str:
             skip_tag = False
             continue
         skip_tag = False
-        if part.startswith(("function-", "union[")) or part in ("list[...]",):
-            continue
+        if "-" in part or "[" in part or part in ("float", "int", "str", "bool", "list", "dict"):
+            continue  # pydantic's union-member and validator tags, not field names
         out += f".{part}" if out else part
     return out
 
@@ -255,6 +256,10 @@ def describe(exc: ValidationError) -> str:
         )
     elif err["type"] == "union_tag_not_found":
         msg = "missing field 'kind'"
+    sub = re.match(r"^([a-z_]+(?:\.[a-z_]+)+): (.*)$", msg)
+    if sub and err["type"] == "value_error":
+        path = f"{path}.{sub.group(1)}" if path else sub.group(1)
+        return f"{path}: {sub.group(2)}"
     given = err.get("input")
     if err["type"] not in (
         "missing",
@@ -262,4 +267,4 @@ def describe(exc: ValidationError) -> str:
         "union_tag_invalid",
     ) and not isinstance(given, dict | list):
         msg = f"{msg} (got {given!r})"
-    return f"{path}: {msg}" if path else msg
+    return f"{path or 'scenario'}: {msg}"

@@ -1,0 +1,85 @@
+"""Properties: no rule fires below every threshold; the next due time never precedes the
+last panel."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monitor.core.domain import DoseEvent, Event, LabEvent, SymptomEvent
+from monitor.core.timeline import deadline
+from tests.helpers import SEED, day, run_events
+
+# Baseline ALT 22 / AST 20, ULN 33 / 32 / ALP 120 / bilirubin 21 (see tests.helpers.patient).
+below_everything = st.fixed_dictionaries(
+    {},
+    optional={
+        "alt": st.floats(0, 33, allow_nan=False),
+        "ast": st.floats(0, 32, allow_nan=False),
+        "alp": st.floats(0, 120, allow_nan=False),
+        "bilirubin": st.floats(0, 21, allow_nan=False),
+        "ggt": st.floats(0, 40, allow_nan=False),
+    },
+).filter(bool)
+
+
+@given(
+    st.lists(below_everything, min_size=1, max_size=12),
+    st.lists(st.sampled_from(SEED.symptoms.names), max_size=2),
+)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def test_no_lab_rule_fires_below_every_threshold(
+    panels: list[dict[str, float]], symptoms: list[str]
+) -> None:
+    events: list[Event] = []
+    if symptoms:
+        events.append(SymptomEvent("s", day(1), frozenset(symptoms)))
+    events += [LabEvent(str(i), day(2 + 2 * i), p) for i, p in enumerate(panels)]
+    result = run_events(events)
+    lab_rules = {
+        f.rule for f in result.findings if f.rule.startswith(("stop.", "warn.transaminase"))
+    }
+    assert lab_rules == set()
+
+
+event_strategy = st.one_of(
+    st.builds(lambda v: ("lab", v), st.floats(0, 2000, allow_nan=False)),
+    st.builds(lambda d: ("dose", d), st.sampled_from([25.0, 50.0, 75.0, 100.0, 125.0])),
+    st.just(("symptoms", 0.0)),
+)
+
+
+@given(
+    st.lists(st.tuples(st.floats(0.01, 30, allow_nan=False), event_strategy), max_size=15),
+    st.floats(0, 60, allow_nan=False),
+)
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+def test_next_due_never_before_the_last_panel(
+    steps: list[tuple[float, tuple[str, float]]], tail: float
+) -> None:
+    events: list[Event] = []
+    t = day(0)
+    for i, (gap, (kind, value)) in enumerate(steps):
+        t += timedelta(days=gap)
+        if kind == "lab":
+            events.append(LabEvent(str(i), t, {"alt": value}))
+        elif kind == "dose":
+            events.append(DoseEvent(str(i), t, value))
+        else:
+            events.append(SymptomEvent(str(i), t, frozenset({"nausea"})))
+    result = run_events(events, until=t + timedelta(days=tail))
+    dl = deadline(result.state, SEED)
+    panel = result.state.latest_panel()
+    if dl is not None:
+        anchor = panel.at if panel else result.state.cycle_start
+        assert dl.due > anchor
+        assert dl.fire_at >= dl.due
+    # Every finding is at or before `until`, and in time order.
+    times = [f.at for f in result.findings]
+    assert times == sorted(times)
+    assert all(x <= t + timedelta(days=tail) for x in times)
+    # Each (rule, key) at most once.
+    keys = [(f.rule, f.key) for f in result.findings]
+    assert len(keys) == len(set(keys))

@@ -1,0 +1,219 @@
+"""`monitor replay` as the contract specifies: output lines, bad input, episodes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import CliRunner
+from tests.helpers import CONFIG, ROOT
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+CONTRACT_EXAMPLE: dict[str, Any] = {
+    "patient": {
+        "id": "P-001",
+        "weight_kg": 62,
+        "start": "2026-01-05T09:00:00Z",
+        "start_dose_mg": 50,
+        "prior_toxic_dose_mg": 100,
+        "tpmt": "normal",
+        "baseline": {"alt": 22, "ast": 20, "alp": 70, "bilirubin": 8},
+        "uln": {"alt": 33, "ast": 32, "alp": 120, "bilirubin": 21},
+    },
+    "events": [
+        {
+            "at": "2026-01-08T08:00:00Z",
+            "kind": "lab",
+            "results": {"alt": 25, "ast": 21, "bilirubin": 9},
+        },
+        {"at": "2026-01-09T10:00:00Z", "kind": "symptoms", "symptoms": ["nausea"]},
+        {"at": "2026-01-13T09:00:00Z", "kind": "dose", "dose_mg": 75},
+        {"at": "2026-02-01T09:00:00Z", "kind": "stop", "reason": "clinician decision"},
+    ],
+    "until": "2026-03-01T00:00:00Z",
+}
+
+EXPECTED_RULES = {
+    "01-stop-transaminase.json": [
+        "titration.escalation_due",
+        "titration.target_reached",
+        "warn.transaminase_elevated",
+        "stop.transaminase",
+    ],
+    "02-symptoms-after-panel.json": ["warn.transaminase_elevated", "stop.transaminase_symptomatic"],
+    "03-missed-labs.json": ["enrollment.tpmt_unknown", "titration.escalation_due", "lab.overdue"],
+    "04-titration-to-maintenance.json": [
+        "titration.escalation_due",
+        "titration.escalation_due",
+        "titration.target_reached",
+    ],
+    "05-bilirubin-and-restart.json": ["enrollment.tpmt_deficient", "stop.bilirubin", "lab.overdue"],
+}
+
+
+def write(tmp_path: Path, scenario: dict[str, Any]) -> str:
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(scenario))
+    return str(path)
+
+
+def lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_give_contract_lines(cli: CliRunner, example: Path) -> None:
+    result = cli("replay", str(example), "--json")
+    assert result.code == 0, result.err
+    alerts = lines(result.out)
+    assert [a["rule"] for a in alerts] == EXPECTED_RULES[example.name]
+    for a in alerts:
+        assert set(a) >= {"at", "patient", "rule", "severity", "message"}
+        assert a["at"].endswith("Z") and a["severity"] in ("critical", "warning", "info")
+        assert a["patient"] == json.loads(example.read_text())["patient"]["id"]
+    assert [a["at"] for a in alerts] == sorted(a["at"] for a in alerts)
+
+
+def test_contract_example(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli("replay", write(tmp_path, CONTRACT_EXAMPLE), "--json")
+    assert result.code == 0
+    got = [(a["at"], a["rule"], a["severity"]) for a in lines(result.out)]
+    assert got == [
+        ("2026-01-09T10:00:00Z", "warn.symptoms", "warning"),
+        ("2026-01-13T08:00:00Z", "lab.overdue", "warning"),
+        ("2026-01-13T09:00:00Z", "titration.target_reached", "info"),
+    ]
+
+
+def test_table_output_without_json(cli: CliRunner) -> None:
+    result = cli("replay", str(ROOT / "examples" / "01-stop-transaminase.json"))
+    assert result.code == 0
+    assert "stop.transaminase" in result.out and "4 alert(s)." in result.out
+
+
+def _mutated(path: str, value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(CONTRACT_EXAMPLE)
+    node: Any = data
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node[part]
+    last = parts[-1]
+    if value is _DELETE:
+        del node[int(last) if last.isdigit() else last]
+    else:
+        node[int(last) if last.isdigit() else last] = value
+    return data
+
+
+_DELETE = object()
+
+BAD_CASES = [
+    ("patient.weight_kg", _DELETE, "patient.weight_kg"),
+    ("patient.weight_kg", "heavy", "patient.weight_kg"),
+    ("patient.baseline.alt", _DELETE, "patient.baseline.alt"),
+    ("patient.tpmt", "low", "patient.tpmt"),
+    ("patient.start", "2026-01-05T09:00:00", "patient.start"),
+    ("until", _DELETE, "until"),
+    ("events.0.results.alt", -5, "events[0].results.alt"),
+    ("events.0.results.alt", "25", "events[0].results.alt"),
+    ("events.0.results.alt", None, "events[0].results.alt"),
+    ("events.0.results.albumin", 40, "events[0].results.albumin"),
+    ("events.0.units", {"bilirubin": "mmol/L"}, "events[0].units.bilirubin"),
+    ("events.1.kind", "vitals", "events[1]"),
+    ("events.1.symptoms", ["headache"], "events[1].symptoms"),
+    ("events.2.dose_mg", "75", "events[2].dose_mg"),
+    ("events.3.at", "2026-01-01T09:00:00Z", "events[3].at"),
+    ("events.2.at", _DELETE, "events[2].at"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    BAD_CASES,
+    ids=[c[2] + "-" + str(i) for i, c in enumerate(BAD_CASES)],
+)
+def test_bad_scenario_exits_2_with_one_line(
+    cli: CliRunner, tmp_path: Path, path: str, value: Any, named: str
+) -> None:
+    result = cli("replay", write(tmp_path, _mutated(path, value)), "--json")
+    assert result.code == 2
+    assert result.out == ""
+    err_lines = result.err.strip().splitlines()
+    assert len(err_lines) == 1, result.err
+    assert named in err_lines[0]
+
+
+def test_events_out_of_order_name_the_index(cli: CliRunner, tmp_path: Path) -> None:
+    data = copy.deepcopy(CONTRACT_EXAMPLE)
+    data["events"][1]["at"] = "2026-01-07T00:00:00Z"
+    result = cli("replay", write(tmp_path, data), "--json")
+    assert (result.code, result.out) == (2, "")
+    assert "events[1].at" in result.err and "order" in result.err
+
+
+def test_not_json_and_missing_file(cli: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "x.json"
+    bad.write_text("{not json")
+    for target in (str(bad), str(tmp_path / "missing.json")):
+        result = cli("replay", target, "--json")
+        assert (result.code, result.out) == (2, "")
+        assert len(result.err.strip().splitlines()) == 1
+
+
+def test_mg_dl_bilirubin_is_converted(cli: CliRunner, tmp_path: Path) -> None:
+    data = copy.deepcopy(CONTRACT_EXAMPLE)
+    data["events"] = [
+        {
+            "at": "2026-01-08T08:00:00Z",
+            "kind": "lab",
+            "results": {"alt": 40, "bilirubin": 2.5},
+            "units": {"bilirubin": "mg/dL"},
+        }
+    ]
+    result = cli("replay", write(tmp_path, data), "--json")
+    rules = [a["rule"] for a in lines(result.out)]
+    assert "stop.bilirubin" in rules
+    msg = next(a["message"] for a in lines(result.out) if a["rule"] == "stop.bilirubin")
+    assert "42.8 umol/L" in msg  # 2.5 mg/dL x 17.1
+
+
+def test_baseline_as_list_uses_the_mean(cli: CliRunner, tmp_path: Path) -> None:
+    data = copy.deepcopy(CONTRACT_EXAMPLE)
+    data["patient"]["baseline"]["alt"] = [20, 24]  # mean 22 -> 5x = 110
+    data["events"] = [{"at": "2026-01-08T08:00:00Z", "kind": "lab", "results": {"alt": 110}}]
+    result = cli("replay", write(tmp_path, data), "--json")
+    assert "stop.transaminase" in [a["rule"] for a in lines(result.out)]
+
+
+def test_replay_sends_nothing_and_needs_no_database(tmp_path: Path) -> None:
+    """A real subprocess with no database configured anywhere writable but tmp."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MONITOR_DATABASE_URL": "sqlite:////nonexistent/dir/x.db",
+        "HOME": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monitor",
+            "--config",
+            str(CONFIG),
+            "replay",
+            "--json",
+            str(ROOT / "examples" / "02-symptoms-after-panel.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2
