@@ -1,0 +1,245 @@
+"""SMS through Twilio's Messages API (or a Twilio-compatible gateway).
+
+We use the official `twilio` library for the API shapes and error parsing, but give it
+our own small httpx transport: twilio's `AsyncTwilioHttpClient` ignores its `timeout`
+argument on async requests (9.13), creates an aiohttp session at construction (which
+needs a running loop and a close hook the Notifier interface does not have), and
+aiohttp's total timeout cannot tell "never connected" (safe to retry) from "sent, no
+answer" (must be settled by `lookup`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+import structlog
+from twilio.base import values
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http import AsyncHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from monitor.notifiers.base import Notification, SendResult
+from monitor.notifiers.http_outcome import classify_transport_error
+from monitor.notifiers.settings import ChannelSettings
+from monitor.secrets import SecretSource
+
+__all__ = ["TWILIO_API_BASE_URL", "TwilioSmsNotifier"]
+
+log = structlog.get_logger(__name__)
+
+TWILIO_API_BASE_URL = "https://api.twilio.com"
+# Twilio filters DateSent by calendar day (UTC); two days covers a send just before
+# midnight settled just after it.
+LOOKUP_WINDOW = timedelta(days=2)
+# Past this many messages to one number in the window we stop and say "cannot tell".
+LOOKUP_LIMIT = 200
+_ACCOUNT_SID = re.compile(r"^[A-Za-z0-9-]+$")
+
+
+class HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio is untyped
+    """twilio's async HTTP client interface over httpx, with a real per-request timeout.
+
+    One httpx client per request: no pool outlives a send, so there is nothing to
+    close and no binding to one event loop.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        # The logger is unused: unlike twilio's clients we do not log request lines,
+        # which carry the recipient's number.
+        super().__init__(logger=logging.getLogger(__name__), is_async=True, timeout=timeout_s)
+        self.timeout_s = timeout_s
+
+    async def request(
+        self,
+        method: str,
+        uri: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        async with httpx.AsyncClient(
+            timeout=timeout or self.timeout_s, follow_redirects=allow_redirects
+        ) as client:
+            response = await client.request(
+                method,
+                uri,
+                params=params,  # type: ignore[arg-type]
+                data=data,
+                headers=headers,
+                auth=auth,
+            )
+        return Response(response.status_code, response.text, response.headers)
+
+
+class TwilioSmsNotifier:
+    """Settings: `account_sid`; `from_number` and/or `messaging_service_sid`;
+    `auth_token_secret` (secret name, default `twilio_auth_token`); `api_base_url`
+    (default Twilio's; another for tests and Twilio-compatible gateways); `timeout_s`
+    (10); `status_callback_base_url` (optional public base URL for delivery receipts).
+    """
+
+    name: ClassVar[str] = "twilio_sms"
+
+    def __init__(self, settings: Mapping[str, Any], secrets: SecretSource) -> None:
+        s = ChannelSettings(self.name, settings)
+        self.account_sid = s.string("account_sid")
+        if not _ACCOUNT_SID.fullmatch(self.account_sid):
+            raise s.error("account_sid", f"has unexpected characters: {self.account_sid!r}")
+        self.from_number = s.optional_str("from_number")
+        self.messaging_service_sid = s.optional_str("messaging_service_sid")
+        if self.from_number is None and self.messaging_service_sid is None:
+            raise s.error("from_number", "is required (or set 'messaging_service_sid')")
+        self.api_base_url = s.url("api_base_url", TWILIO_API_BASE_URL)
+        self.timeout_s = s.positive_float("timeout_s", 10.0)
+        callback = s.optional_str("status_callback_base_url")
+        self.status_callback_base_url = (
+            s.url("status_callback_base_url") if callback is not None else None
+        )
+        auth_token = s.secret("auth_token_secret", "twilio_auth_token", secrets)
+        s.finish()
+
+        self._client = Client(
+            username=self.account_sid,
+            password=auth_token,
+            account_sid=self.account_sid,
+            http_client=HttpxTwilioClient(self.timeout_s),
+        )
+        # TWILIO_EDGE / TWILIO_REGION from the environment would rewrite the host.
+        self._client.edge = None
+        self._client.region = None
+        # Every Messages URL is built from the Api domain's base_url.
+        self._client.api.base_url = self.api_base_url
+
+    def __repr__(self) -> str:
+        return f"TwilioSmsNotifier(account_sid={self.account_sid!r}, api={self.api_base_url!r})"
+
+    def body(self, notification: Notification) -> str:
+        """The SMS text: the caller's text, which must carry the alert code for `lookup`.
+
+        If the caller forgot the code we append it rather than refuse: an alert that
+        goes out without a lookup key beats one that does not go out.
+        """
+        text = notification.text
+        if notification.alert_code not in text:
+            log.warning(
+                "sms_text_without_alert_code",
+                delivery_id=notification.delivery_id,
+                alert_code=notification.alert_code,
+            )
+            text = f"{text} [{notification.alert_code}]"
+        return text
+
+    async def send(self, notification: Notification) -> SendResult:
+        params: dict[str, Any] = {"to": notification.address, "body": self.body(notification)}
+        if self.from_number is not None:
+            params["from_"] = self.from_number
+        if self.messaging_service_sid is not None:
+            params["messaging_service_sid"] = self.messaging_service_sid
+        if self.status_callback_base_url is not None:
+            params["status_callback"] = (
+                f"{self.status_callback_base_url}/twilio/status/{notification.delivery_id}"
+            )
+        try:
+            message = await self._client.messages.create_async(**params)
+        except TwilioRestException as exc:
+            result = _classify_rest_error(exc.status, exc.code, exc.msg)
+        except TwilioException as exc:
+            # TwilioServiceException (RFC 9457 errors) shares status/code but not msg.
+            status = getattr(exc, "status", None)
+            if isinstance(status, int):
+                detail = getattr(exc, "detail", None) or getattr(exc, "title", "")
+                result = _classify_rest_error(status, getattr(exc, "code", None), str(detail))
+            else:
+                result = SendResult("unknown", error=f"twilio error: {exc}")
+        except httpx.TransportError as exc:
+            result = classify_transport_error(exc)
+        except ValueError as exc:
+            # A 2xx whose body is not JSON: the provider took the request but we have
+            # no SID; lookup() can find it.
+            result = SendResult("unknown", error=f"unreadable answer from provider: {exc}")
+        else:
+            sid = getattr(message, "sid", None)
+            if sid:
+                result = SendResult("delivered", provider_id=str(sid))
+            else:
+                result = SendResult("unknown", error="provider accepted without a message SID")
+        log.info(
+            "sms_send",
+            delivery_id=notification.delivery_id,
+            alert_code=notification.alert_code,
+            outcome=result.outcome,
+            provider_id=result.provider_id,
+            error=result.error,
+        )
+        return result
+
+    async def lookup(self, notification: Notification) -> SendResult | None:
+        """Find a message to this number carrying the alert code, sent in the last days.
+
+        A match settles the send as delivered. No match in a complete listing means
+        Twilio never accepted it ("not found at provider", transient: safe to resend).
+        A failed or truncated listing cannot tell, so None.
+
+        Limits: Twilio's DateSent filter may leave out messages still queued, and a
+        different delivery of the same alert code to the same number in the window
+        also matches; both err towards "delivered".
+        """
+        since = (datetime.now(UTC) - LOOKUP_WINDOW).strftime("%Y-%m-%d")
+        try:
+            messages = await self._client.messages.list_async(
+                to=notification.address,
+                from_=self.from_number if self.from_number is not None else values.unset,
+                date_sent_after=since,
+                limit=LOOKUP_LIMIT,
+                page_size=50,
+            )
+        except (TwilioException, httpx.HTTPError, ValueError) as exc:
+            log.warning(
+                "sms_lookup_failed",
+                delivery_id=notification.delivery_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return None
+        for message in messages:
+            if notification.alert_code in (message.body or ""):
+                log.info(
+                    "sms_lookup_found",
+                    delivery_id=notification.delivery_id,
+                    provider_id=message.sid,
+                    status=str(message.status),
+                )
+                return SendResult("delivered", provider_id=str(message.sid))
+        if len(messages) >= LOOKUP_LIMIT:
+            return None
+        return SendResult("transient", error="not found at provider")
+
+
+# Twilio error codes for a recipient that can never receive from us; any other 4xx is
+# also permanent, these only get a readable reason.
+_PERMANENT_CODES = {
+    21211: "invalid 'To' number",
+    21408: "region not enabled for this account",
+    21610: "recipient unsubscribed (replied STOP)",
+    21614: "'To' number is not a mobile number",
+}
+
+
+def _classify_rest_error(status: int, code: int | None, message: str) -> SendResult:
+    """429 and 5xx transient; every other 4xx permanent; the Twilio code is in the text."""
+    reason = _PERMANENT_CODES.get(code) if code is not None else None
+    text = f"HTTP {status}, Twilio error {code}: {reason + ': ' if reason else ''}{message}"
+    if status == 429 or status >= 500:
+        return SendResult("transient", error=text)
+    if 400 <= status < 500:
+        return SendResult("permanent", error=text)
+    # 3xx: we do not follow redirects; a misconfigured api_base_url.
+    return SendResult("permanent", error=text)

@@ -1,0 +1,186 @@
+"""WebhookNotifier against a local receiver that verifies the HMAC on its own."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from monitor.notifiers import NotifierConfigError
+from monitor.notifiers.base import Notification
+from monitor.notifiers.http_outcome import parse_retry_after
+from monitor.notifiers.webhook import WebhookNotifier
+from monitor.secrets import SecretSource
+from tests.fakes.webhook_receiver import HANG, FakeWebhookReceiver
+from tests.notifiers.conftest import make_notification
+
+KEY = "webhook-test-key"
+TIMEOUT_S = 0.5
+
+
+def secrets(key: str = KEY, name: str = "webhook_secret") -> SecretSource:
+    return SecretSource(env={SecretSource.env_var(name): key})
+
+
+@pytest.fixture
+def receiver() -> Iterator[FakeWebhookReceiver]:
+    with FakeWebhookReceiver(KEY) as fake:
+        yield fake
+
+
+def settings(receiver: FakeWebhookReceiver, **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {"url": receiver.url + "/alerts", "timeout_s": TIMEOUT_S}
+    values.update(overrides)
+    return values
+
+
+@pytest.fixture
+def hook(receiver: FakeWebhookReceiver) -> WebhookNotifier:
+    return WebhookNotifier(settings(receiver), secrets())
+
+
+async def test_send_is_signed_and_delivered(
+    hook: WebhookNotifier, receiver: FakeWebhookReceiver, notification: Notification
+) -> None:
+    before = int(time.time())
+    result = await hook.send(notification)
+
+    assert result.outcome == "delivered"
+    [request] = receiver.requests
+    assert request.path == "/alerts"
+    assert request.signature_ok
+    assert request.headers["idempotency-key"] == "A7K2Q-42"
+    assert request.headers["content-type"] == "application/json"
+    assert before <= int(request.headers["x-lab-monitor-timestamp"]) <= int(time.time())
+    assert request.json == {
+        "delivery_id": 42,
+        "alert_code": "A7K2Q",
+        "patient_id": "P-0001",
+        "severity": "stop",
+        "recipient": "hepatology-on-call",
+        "subject": notification.subject,
+        "text": notification.text,
+        "details": {},
+    }
+
+
+async def test_details_that_are_not_json_are_sent_as_text(
+    hook: WebhookNotifier, receiver: FakeWebhookReceiver
+) -> None:
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
+    await hook.send(make_notification(details={"alt": 214, "drawn_at": at}))
+
+    assert receiver.requests[0].json["details"] == {"alt": 214, "drawn_at": str(at)}
+
+
+async def test_a_receiver_with_another_key_refuses_it_permanently(
+    receiver: FakeWebhookReceiver, notification: Notification
+) -> None:
+    hook = WebhookNotifier(settings(receiver), secrets("some-other-key"))
+
+    result = await hook.send(notification)
+
+    assert result.outcome == "permanent"
+    assert receiver.requests[0].signature_ok is False
+    assert result.error is not None and "401" in result.error
+
+
+async def test_secret_name_is_configurable(
+    receiver: FakeWebhookReceiver, notification: Notification
+) -> None:
+    hook = WebhookNotifier(settings(receiver, secret="ward_hook"), secrets(name="ward_hook"))
+
+    assert (await hook.send(notification)).outcome == "delivered"
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "retry_after"),
+    [
+        (202, "delivered", None),
+        (429, "transient", 7.0),
+        (500, "transient", None),
+        (503, "transient", 7.0),
+        (400, "permanent", None),
+        (404, "permanent", None),
+        (301, "permanent", None),
+    ],
+)
+async def test_status_decides_the_outcome(
+    hook: WebhookNotifier,
+    receiver: FakeWebhookReceiver,
+    notification: Notification,
+    status: int,
+    outcome: str,
+    retry_after: float | None,
+) -> None:
+    receiver.queue_responses(status)
+
+    result = await hook.send(notification)
+
+    assert (result.outcome, result.retry_after_s) == (outcome, retry_after)
+
+
+async def test_no_answer_is_unknown_within_the_timeout(
+    hook: WebhookNotifier, receiver: FakeWebhookReceiver, notification: Notification
+) -> None:
+    receiver.queue_responses(HANG)
+
+    started = time.monotonic()
+    result = await hook.send(notification)
+
+    assert result.outcome == "unknown"
+    assert time.monotonic() - started < TIMEOUT_S + 1.5
+    assert await hook.lookup(notification) is None
+
+
+async def test_connection_refused_is_transient(
+    closed_port: int, notification: Notification
+) -> None:
+    hook = WebhookNotifier({"url": f"http://127.0.0.1:{closed_port}/x"}, secrets())
+
+    assert (await hook.send(notification)).outcome == "transient"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({}, "setting 'url' is required"),
+        ({"url": "ftp://example.org/x"}, "setting 'url' must be an absolute http(s) URL"),
+        ({"url": "http://hooks.example.org/x"}, "setting 'url' must use https"),
+        ({"url": "https://hooks.example.org/x", "timeout_s": "5"}, "'timeout_s' must be a number"),
+        ({"url": "https://hooks.example.org/x", "secrets": "k"}, "unknown setting(s) 'secrets'"),
+    ],
+)
+def test_settings_are_validated_naming_the_key(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(NotifierConfigError, match="^webhook: .*" + re.escape(message)):
+        WebhookNotifier(values, secrets())
+
+
+def test_http_to_a_private_host_needs_allow_http() -> None:
+    hook = WebhookNotifier({"url": "http://10.0.0.5/hook", "allow_http": True}, secrets())
+    assert hook.url == "http://10.0.0.5/hook"
+
+
+def test_missing_key_names_the_secret_setting() -> None:
+    with pytest.raises(NotifierConfigError, match=r"'secret'.*MONITOR_WEBHOOK_SECRET"):
+        WebhookNotifier({"url": "https://hooks.example.org/x"}, SecretSource(env={}))
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (None, None),
+        ("7", 7.0),
+        ("-3", 0.0),
+        ("soon", None),
+        ("Wed, 25 Nov 2026 14:00:30 GMT", 30.0),
+    ],
+)
+def test_retry_after_parsing(header: str | None, seconds: float | None) -> None:
+    now = 1795615200.0  # Wed, 25 Nov 2026 14:00:00 GMT
+    assert parse_retry_after(header, now=now) == seconds
