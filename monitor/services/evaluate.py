@@ -20,6 +20,8 @@ from sqlmodel import Session, col, select
 from monitor.core.domain import Finding
 from monitor.core.protocol import Protocol
 from monitor.engine import Run, run
+from monitor.routing import Routing
+from monitor.services.outbox import enqueue
 from monitor.services.records import event_rows, events_of, patient_of
 from monitor.store.models import AlertRow, PatientRow
 
@@ -68,9 +70,14 @@ def run_for(session: Session, row: PatientRow, now: datetime, protocol: Protocol
 
 
 def evaluate_patient(
-    session: Session, patient_id: str, now: datetime, protocols: Mapping[str, Protocol]
+    session: Session,
+    patient_id: str,
+    now: datetime,
+    protocols: Mapping[str, Protocol],
+    routing: Routing | None = None,
 ) -> list[AlertRow]:
-    """Store the alerts the patient's history calls for as of `now`; return the new ones."""
+    """Store the alerts the patient's history calls for as of `now`, and their deliveries
+    (same transaction); return the new alerts."""
     row = lock_patient(session, patient_id)
     protocol = protocols[row.protocol_id]
     result = run_for(session, row, now, protocol)
@@ -112,6 +119,7 @@ def evaluate_patient(
     row.evaluated_at = now
     session.add(row)
     session.flush()
+    enqueue(session, new, routing, now)
     return new
 
 

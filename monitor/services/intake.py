@@ -15,6 +15,7 @@ import structlog
 from sqlmodel import Session, select
 
 from monitor.core.protocol import Protocol
+from monitor.routing import Routing
 from monitor.schemas import PatientIn
 from monitor.services.evaluate import evaluate_patient, lock_patient
 from monitor.store.models import AlertRow, EventRow, PatientIdentifierRow, PatientRow
@@ -32,6 +33,7 @@ def enroll(
     now: datetime,
     protocols: Mapping[str, Protocol],
     default_protocol: str,
+    routing: Routing | None = None,
 ) -> list[AlertRow]:
     protocol_id = patient.protocol or default_protocol
     if protocol_id not in protocols:
@@ -68,7 +70,7 @@ def enroll(
             raise IntakeError(f"identifiers: {ident} already belongs to patient {clash.patient_id}")
         session.add(PatientIdentifierRow(patient_id=patient.id, system=system, value=value))
     log.info("patient.enrolled", patient_id=patient.id, protocol=protocol_id)
-    return evaluate_patient(session, patient.id, now, protocols)
+    return evaluate_patient(session, patient.id, now, protocols, routing)
 
 
 def record_event(
@@ -82,6 +84,7 @@ def record_event(
     source: str = "cli",
     source_ref: str | None = None,
     recorded_by: str | None = None,
+    routing: Routing | None = None,
 ) -> tuple[EventRow, list[AlertRow]]:
     """Store one event and evaluate the patient in the same transaction."""
     row = lock_patient(session, patient_id)
@@ -102,4 +105,4 @@ def record_event(
     session.add(event)
     session.flush()
     log.info("event.recorded", patient_id=patient_id, kind=kind, event_id=event.id, source=source)
-    return event, evaluate_patient(session, patient_id, now, protocols)
+    return event, evaluate_patient(session, patient_id, now, protocols, routing)

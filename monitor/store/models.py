@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from monitor.store.types import UTCDateTime
@@ -110,3 +110,80 @@ class AlertRow(SQLModel, table=True):
     acknowledged_at: datetime | None = _dt(nullable=True)
     resolved_at: datetime | None = _dt(nullable=True)
     note: str | None = None
+    # Escalation, frozen when the alert is raised; only the lead alert of a group holds it.
+    route: str | None = Field(default=None, max_length=64)
+    chain: list[Any] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    escalation_step: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    next_escalation_at: datetime | None = _dt(index=True, nullable=True)
+    silenced_by: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("silences.id", name="fk_alerts_silenced_by")),
+    )
+
+
+class DeliveryRow(SQLModel, table=True):
+    """One notification of one alert group to one recipient, with failover channels.
+
+    pending -> sending -> sent -> delivered | failed. `channels` is the recipient's
+    list of [channel, address] in order; `channel_index` the one in use. The text is
+    composed once, when the delivery is created, so a resend says the same thing.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_state_next", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    group_id: str = Field(max_length=40, index=True)
+    lead_alert_id: int = Field(foreign_key="alerts.id", index=True)
+    patient_id: str | None = Field(default=None, max_length=64)
+    purpose: str = Field(default="alert", max_length=24)
+    step: int = 0
+    recipient: str = Field(max_length=100)
+    channels: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    channel_index: int = 0
+    severity: str = Field(max_length=16)
+    subject: str
+    text: str
+    body: str = ""
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = _dt()
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claimed_until: datetime | None = _dt(nullable=True)
+    provider_id: str | None = Field(default=None, max_length=200)
+    last_error: str | None = None
+    created_at: datetime = _dt()
+    updated_at: datetime = _dt()
+
+
+class DeliveryAttemptRow(SQLModel, table=True):
+    """Every try, kept: which channel, when, what the provider said."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="deliveries.id", index=True)
+    channel: str = Field(max_length=64)
+    address: str = Field(max_length=300)
+    started_at: datetime = _dt()
+    finished_at: datetime | None = _dt(nullable=True)
+    outcome: str | None = Field(default=None, max_length=16)
+    provider_id: str | None = Field(default=None, max_length=200)
+    error: str | None = None
+    worker: str | None = Field(default=None, max_length=100)
+
+
+class SilenceRow(SQLModel, table=True):
+    """A coordinator's silence of one patient's non-critical alerts, with a reason."""
+
+    __tablename__ = "silences"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(foreign_key="patients.id", index=True, max_length=64)
+    reason: str
+    created_by: str = Field(max_length=200)
+    created_at: datetime = _dt()
+    expires_at: datetime = _dt()
+    cancelled_at: datetime | None = _dt(nullable=True)

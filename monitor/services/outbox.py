@@ -1,0 +1,173 @@
+"""The outbox: alerts become deliveries in the transaction that raised them.
+
+All alerts of one evaluation of one patient go out as one notification per
+recipient (one SMS naming every stop criterion met). The lead alert (the most
+severe) carries the group's escalation chain, frozen from the route at raise time.
+Silences hold back non-critical alerts; quiet hours hold back `info` only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+
+import structlog
+from sqlmodel import Session, col, select
+
+from monitor.routing import SEVERITY_RANK, Routing
+from monitor.store.models import AlertRow, DeliveryRow, SilenceRow
+
+log = structlog.get_logger(__name__)
+
+SMS_LIMIT = 1200
+
+
+def first_sentence(message: str) -> str:
+    parts = re.split(r"(?<=[.!?])\s", message, maxsplit=1)
+    return parts[0]
+
+
+def action_sentence(alerts: Sequence[AlertRow]) -> str:
+    for alert in alerts:
+        match = re.search(r"(STOP [^.]*\.)", alert.message)
+        if match:
+            return match.group(1)
+    return ""
+
+
+def compose(
+    alerts: Sequence[AlertRow], purpose: str = "alert", note: str = ""
+) -> tuple[str, str, str]:
+    """(subject, short text for SMS, long body for email) of one alert group.
+
+    The SMS names the patient by id only, what happened, the action and the code.
+    """
+    lead = alerts[0]
+    rules = ", ".join(a.rule for a in alerts)
+    prefix = {"escalation": "ESCALATED ", "repeat": "REMINDER ", "delivery_failure": ""}.get(
+        purpose, ""
+    )
+    subject = (
+        f"[lab-monitor] {prefix}{lead.severity.upper()} {lead.patient_id}: {rules} ({lead.code})"
+    )
+    what = " | ".join(first_sentence(a.message) for a in alerts)
+    action = action_sentence(alerts)
+    tail = f" Reply ACK {lead.code}." if lead.severity != "info" else f" Code {lead.code}."
+    head = f"{prefix}{lead.severity.upper()} patient {lead.patient_id}: "
+    body_note = f" {note}" if note else ""
+    text = f"{head}{what}{(' ' + action) if action else ''}{body_note}{tail}"
+    if len(text) > SMS_LIMIT:
+        text = text[: SMS_LIMIT - len(tail) - 1] + "…" + tail
+    lines = [
+        f"{prefix}{lead.severity.upper()} alert for patient {lead.patient_id}",
+        f"Alert code: {lead.code} (acknowledge: reply 'ACK {lead.code}' to the SMS, or "
+        f"`monitor alerts ack {lead.code} --by NAME`)",
+    ]
+    if note:
+        lines.append(note)
+    for a in alerts:
+        lines += ["", f"{a.rule} ({a.severity}, {a.code}) at {a.at.isoformat()}", a.message]
+        values = a.details.get("values") or {}
+        if values:
+            lines.append("values: " + ", ".join(f"{k} {v:g}" for k, v in values.items()))
+        thresholds = a.details.get("thresholds") or {}
+        if thresholds:
+            lines.append("thresholds: " + ", ".join(f"{k} {v:g}" for k, v in thresholds.items()))
+    lines += ["", f"Protocol profile: {lead.profile}"]
+    return subject, text, "\n".join(lines)
+
+
+def active_silence(session: Session, patient_id: str, now: datetime) -> SilenceRow | None:
+    return session.exec(
+        select(SilenceRow)
+        .where(
+            SilenceRow.patient_id == patient_id,
+            col(SilenceRow.cancelled_at).is_(None),
+            SilenceRow.expires_at > now,
+        )
+        .order_by(col(SilenceRow.expires_at).desc())
+    ).first()
+
+
+def deliveries_for(
+    session: Session,
+    alerts: Sequence[AlertRow],
+    group_name: str,
+    routing: Routing,
+    now: datetime,
+    purpose: str,
+    step: int,
+    note: str = "",
+) -> list[DeliveryRow]:
+    lead = alerts[0]
+    subject, text, body = compose(alerts, purpose, note)
+    when = now
+    if lead.severity == "info" and routing.quiet_hours is not None:
+        when = routing.quiet_hours.holds(now) or now
+    rows: list[DeliveryRow] = []
+    for member in routing.groups.get(group_name, ()):
+        recipient = routing.recipients[member]
+        row = DeliveryRow(
+            group_id=lead.group_id,
+            lead_alert_id=lead.id or 0,
+            patient_id=lead.patient_id,
+            purpose=purpose,
+            step=step,
+            recipient=member,
+            channels=[[c.channel, c.address] for c in recipient.contacts],
+            severity=lead.severity,
+            subject=subject,
+            text=text,
+            body=body,
+            next_attempt_at=when,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        rows.append(row)
+    if not rows:
+        log.error(
+            "outbox.no_recipients", group=group_name, code=lead.code, patient_id=lead.patient_id
+        )
+    return rows
+
+
+def enqueue(
+    session: Session, alerts: Sequence[AlertRow], routing: Routing | None, now: datetime
+) -> list[DeliveryRow]:
+    """Freeze the escalation chain onto the lead alert and write step-0 deliveries."""
+    if not alerts or routing is None:
+        return []
+    session.flush()
+    ordered = sorted(alerts, key=lambda a: (SEVERITY_RANK[a.severity], a.id or 0))
+    lead = ordered[0]
+    silence = active_silence(session, lead.patient_id, now)
+    if silence is not None:
+        for a in ordered:
+            if a.severity != "critical":
+                a.silenced_by = silence.id
+                session.add(a)
+        ordered = [a for a in ordered if a.severity == "critical"]
+        if not ordered:
+            log.info("outbox.silenced", patient_id=lead.patient_id, silence=silence.id)
+            return []
+        lead = ordered[0]
+    route = routing.route_for(lead.rule, lead.severity)
+    chain = list(route.chain) if route else [routing.failure_group]
+    if route is None:
+        log.warning(
+            "outbox.no_route",
+            rule=lead.rule,
+            severity=lead.severity,
+            fallback=routing.failure_group,
+        )
+    lead.route = route.name if route else "fallback"
+    lead.chain = chain
+    lead.escalation_step = 0
+    if lead.severity == "critical":
+        lead.next_escalation_at = now + routing.critical_ack_after
+    elif lead.severity == "warning":
+        lead.next_escalation_at = now + routing.warning_repeat_after
+    session.add(lead)
+    return deliveries_for(session, ordered, chain[0], routing, now, "alert", 0)
