@@ -26,6 +26,7 @@ from monitor.core.clinical import grades
 from monitor.core.protocol import Protocol, ProtocolError, load_protocol
 from monitor.core.state import uln_for
 from monitor.logging import configure_logging
+from monitor.routing import Routing, RoutingError, parse_routing
 from monitor.schemas import DoseIn, LabIn, PatientIn, StopIn, SymptomsIn, describe, utc
 from monitor.services.evaluate import UnknownPatient, due_patients, evaluate_patient, run_for
 from monitor.services.intake import IntakeError, enroll, record_event
@@ -51,6 +52,10 @@ app.add_typer(lab_app, name="lab")
 app.add_typer(symptoms_app, name="symptoms")
 app.add_typer(dose_app, name="dose")
 app.add_typer(patient_app, name="patient")
+alerts_app = typer.Typer(help="The alert log and what people do with alerts.", no_args_is_help=True)
+silence_app = typer.Typer(help="Silence a patient's non-critical alerts.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(silence_app, name="silence")
 
 T = TypeVar("T", bound=BaseModel)
 _AT = TypeAdapter(AwareDatetime)
@@ -76,6 +81,12 @@ class Ctx:
         if self._protocols is None:
             self._protocols = self.settings.protocols()
         return self._protocols
+
+    def routing(self) -> Routing:
+        try:
+            return parse_routing(self.settings.raw)
+        except RoutingError as exc:
+            fail(f"{self.settings.path}: {exc}")
 
     def engine(self) -> Engine:
         if self._engine is None:
@@ -282,7 +293,9 @@ def enroll_cmd(
     model = validate(PatientIn, data)
     with c.session() as session:
         try:
-            alerts = enroll(session, model, now, c.protocols(), c.settings.default_protocol)
+            alerts = enroll(
+                session, model, now, c.protocols(), c.settings.default_protocol, c.routing()
+            )
         except IntakeError as exc:
             fail(str(exc))
     typer.echo(f"Enrolled {model.id} on {model.protocol or c.settings.default_protocol}.")
@@ -525,7 +538,7 @@ def sweep_cmd(ctx: typer.Context) -> None:
     raised: list[AlertRow] = []
     for patient_id in due:
         with c.session() as session:
-            raised += evaluate_patient(session, patient_id, now, c.protocols())
+            raised += evaluate_patient(session, patient_id, now, c.protocols(), c.routing())
     typer.echo(f"Swept {len(due)} patient(s); {len(raised)} new alert(s).")
     show_alerts(raised)
 
@@ -576,7 +589,14 @@ def demo_cmd(
         shift = now - utc(scenario.until)
         patient = scenario.patient.model_copy(update={"start": scenario.patient.start + shift})
         with c.session() as session:
-            enroll(session, patient, utc(patient.start), c.protocols(), c.settings.default_protocol)
+            enroll(
+                session,
+                patient,
+                utc(patient.start),
+                c.protocols(),
+                c.settings.default_protocol,
+                c.routing(),
+            )
         for event in scenario.events:
             when = utc(event.at) + shift
             with c.session() as session:
@@ -589,14 +609,229 @@ def demo_cmd(
                     when,
                     c.protocols(),
                     source="demo",
+                    routing=c.routing(),
                 )
         with c.session() as session:
-            evaluate_patient(session, patient.id, now, c.protocols())
+            evaluate_patient(session, patient.id, now, c.protocols(), c.routing())
         typer.echo(f"Enrolled example {patient.id} from {path.name}.")
     for proto in c.protocols().values():
         if not proto.approval.approved:
             typer.echo(approval_lines(proto)[0], err=True)
     ctx.invoke(patients_cmd, ctx=ctx, as_json=False)
+
+
+@app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    demo: Annotated[bool, typer.Option("--demo", help="Enrol the example patients first")] = False,
+    no_web: Annotated[bool, typer.Option("--no-web", help="Do not serve HTTP")] = False,
+) -> None:
+    """Run the monitor service (deadline sweep, dispatcher, escalation, webhooks)."""
+    from monitor.daemon import run_daemon
+
+    c = ctx_of(ctx)
+    c.routing()
+    if demo:
+        ctx.invoke(demo_cmd, ctx=ctx, examples=Path("examples"))
+    try:
+        run_daemon(str(c.settings.path), web=not no_web)
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def _alert_json(a: AlertRow) -> dict[str, Any]:
+    return {
+        "code": a.code,
+        "patient": a.patient_id,
+        "rule": a.rule,
+        "severity": a.severity,
+        "state": a.state,
+        "at": a.at.isoformat(),
+        "raised_at": a.raised_at.isoformat(),
+        "message": a.message,
+        "profile": a.profile,
+        "group": a.group_id,
+        "acknowledged_by": a.acknowledged_by,
+        "acknowledged_at": a.acknowledged_at.isoformat() if a.acknowledged_at else None,
+        "escalation_step": a.escalation_step,
+        "chain": a.chain,
+        "note": a.note,
+        "details": a.details,
+    }
+
+
+@alerts_app.command("list")
+def alerts_list(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option("--state", help="open|acknowledged|resolved")] = None,
+    patient: Annotated[str | None, typer.Option("--patient")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 200,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The alert log, newest first."""
+    from monitor.services.alerts import list_alerts
+
+    c = ctx_of(ctx)
+    if state not in (None, "open", "acknowledged", "resolved"):
+        fail(f"--state: {state!r} is not open, acknowledged or resolved")
+    with c.session() as session:
+        rows = list_alerts(session, state, patient, limit)
+    if as_json:
+        for a in rows:
+            typer.echo(json.dumps(_alert_json(a)))
+        return
+    for a in rows:
+        typer.echo(
+            f"{a.code}  {_fmt_time(a.raised_at)}  {a.state:<12} {a.severity:<8} "
+            f"{a.patient_id:<10} {a.rule}"
+        )
+
+
+@alerts_app.command("show")
+def alerts_show(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument()],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One alert with every delivery and every attempt."""
+    from monitor.services.alerts import AlertError, by_code, deliveries_of
+
+    c = ctx_of(ctx)
+    with c.session() as session:
+        try:
+            alert = by_code(session, code)
+        except AlertError as exc:
+            fail(str(exc))
+        doc = _alert_json(alert)
+        doc["deliveries"] = [
+            {
+                "id": d.id,
+                "recipient": d.recipient,
+                "purpose": d.purpose,
+                "step": d.step,
+                "state": d.state,
+                "channels": d.channels,
+                "channel_index": d.channel_index,
+                "attempts": [
+                    {
+                        "channel": t.channel,
+                        "address": t.address,
+                        "started_at": t.started_at.isoformat(),
+                        "outcome": t.outcome,
+                        "provider_id": t.provider_id,
+                        "error": t.error,
+                    }
+                    for t in attempts
+                ],
+                "provider_id": d.provider_id,
+                "last_error": d.last_error,
+            }
+            for d, attempts in deliveries_of(session, alert)
+        ]
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    typer.echo(
+        f"{doc['code']} {doc['severity'].upper()} {doc['rule']} patient {doc['patient']} "
+        f"[{doc['state']}]"
+    )
+    typer.echo(f"  raised {doc['raised_at']} (for {doc['at']}); profile {doc['profile']}")
+    typer.echo(f"  {doc['message']}")
+    if doc["acknowledged_by"]:
+        typer.echo(f"  acknowledged by {doc['acknowledged_by']} at {doc['acknowledged_at']}")
+    if doc["chain"]:
+        typer.echo(
+            f"  escalation: step {doc['escalation_step'] + 1} of {len(doc['chain'])} "
+            f"({' -> '.join(doc['chain'])})"
+        )
+    for d in doc["deliveries"]:
+        typer.echo(f"  delivery {d['id']} to {d['recipient']} ({d['purpose']}): {d['state']}")
+        for t in d["attempts"]:
+            typer.echo(
+                f"    {t['started_at']} {t['channel']}:{t['address']} -> "
+                f"{t['outcome'] or 'in flight'} {t['provider_id'] or ''} {t['error'] or ''}"
+            )
+    if doc["note"]:
+        typer.echo("  notes:\n    " + doc["note"].replace("\n", "\n    "))
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument()],
+    by: Annotated[str, typer.Option("--by", help="Who acknowledges")],
+) -> None:
+    """Acknowledge an alert (and the rest of its notification); stops its escalation."""
+    from monitor.services.alerts import AlertError, acknowledge
+
+    c = ctx_of(ctx)
+    with c.session() as session:
+        try:
+            changed = acknowledge(session, code, by, c.clock.now())
+        except AlertError as exc:
+            fail(str(exc))
+    typer.echo(f"Acknowledged {code.upper()} ({len(changed)} alert(s)) as {by}.")
+
+
+@alerts_app.command("resolve")
+def alerts_resolve(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument()],
+    by: Annotated[str, typer.Option("--by")],
+    note: Annotated[str, typer.Option("--note")],
+) -> None:
+    """Resolve an alert with a note."""
+    from monitor.services.alerts import AlertError, resolve
+
+    c = ctx_of(ctx)
+    with c.session() as session:
+        try:
+            resolve(session, code, by, note, c.clock.now())
+        except AlertError as exc:
+            fail(str(exc))
+    typer.echo(f"Resolved {code.upper()}.")
+
+
+@alerts_app.command("note")
+def alerts_note(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument()],
+    by: Annotated[str, typer.Option("--by")],
+    note: Annotated[str, typer.Argument()],
+) -> None:
+    """Add a note to an alert."""
+    from monitor.services.alerts import AlertError, add_note
+
+    c = ctx_of(ctx)
+    with c.session() as session:
+        try:
+            add_note(session, code, by, note, c.clock.now())
+        except AlertError as exc:
+            fail(str(exc))
+    typer.echo(f"Noted on {code.upper()}.")
+
+
+@silence_app.command("add")
+def silence_add(
+    ctx: typer.Context,
+    patient_id: Annotated[str, typer.Argument()],
+    reason: Annotated[str, typer.Option("--reason")],
+    until: Annotated[str, typer.Option("--until", help="ISO time when the silence ends")],
+    by: Annotated[str, typer.Option("--by")],
+) -> None:
+    """Hold back a patient's non-critical alerts until a time (critical ones still go out)."""
+    from monitor.services.alerts import AlertError, silence
+
+    c = ctx_of(ctx)
+    end = parse_at(until, c.clock.now())
+    with c.session() as session:
+        try:
+            row = silence(session, patient_id, reason, end, by, c.clock.now())
+        except AlertError as exc:
+            fail(str(exc))
+    typer.echo(
+        f"Silenced non-critical alerts of {patient_id} until {end.isoformat()} (silence {row.id})."
+    )
 
 
 def _one_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ import base64
 import re
 import secrets
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -150,6 +151,8 @@ class _Handler(QuietHandler):
             return
         reply = fake._next_reply(method)
         if method == "POST":
+            if fake.post_delay_s:
+                time.sleep(fake.post_delay_s)  # the provider's latency, for crash tests
             self._create(form, reply)
         else:
             self._list(parts.path, query, reply)
@@ -273,6 +276,7 @@ class FakeTwilioAPI(BackgroundHTTPServer):
         self._requests: list[RecordedRequest] = []
         self._replies: dict[str, deque[Reply]] = {"POST": deque(), "GET": deque()}
         self._cond = threading.Condition(self.lock)
+        self.post_delay_s = 0.0
 
     @property
     def messages(self) -> list[SentMessage]:

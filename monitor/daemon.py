@@ -1,0 +1,352 @@
+"""`monitor run`: one asyncio process; APScheduler 3.11 is its clock.
+
+Jobs: the deadline sweep (patients whose indexed `next_check_at` has come), the
+dispatcher (every second, and at once when this process raises an alert), the
+escalation check and the systemd watchdog. The database is the source of truth:
+the scheduler holds no per-patient jobs, so a restart after downtime simply finds
+what is due and raises each missed deadline once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from monitor.clock import Clock, SystemClock
+from monitor.core.protocol import Protocol
+from monitor.notifiers import load_notifier
+from monitor.notifiers.base import Notifier
+from monitor.routing import Routing, RoutingError, parse_routing
+from monitor.sdnotify import SystemdNotifier
+from monitor.secrets import MissingSecretError, SecretSource
+from monitor.services.dispatch import Dispatcher, recover_orphans
+from monitor.services.escalation import escalate_due
+from monitor.services.evaluate import due_patients, evaluate_patient, new_code
+from monitor.settings import Settings, SettingsError, load_settings
+from monitor.store.db import make_engine, session_scope, upgrade
+from monitor.store.models import AlertRow, PatientRow
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Config:
+    """Everything a reload replaces at once, or not at all."""
+
+    settings: Settings
+    protocols: dict[str, Protocol]
+    routing: Routing
+    notifiers: dict[str, Notifier]
+
+
+def load_config(path: str | None, secrets: SecretSource) -> Config:
+    settings = load_settings(path)
+    protocols = settings.protocols()
+    try:
+        routing = parse_routing(settings.raw)
+    except RoutingError as exc:
+        raise SettingsError(f"{settings.path}: {exc}") from exc
+    notifiers: dict[str, Notifier] = {}
+    for name, spec in routing.channels.items():
+        params = {k: v for k, v in spec.items() if k != "kind"}
+        try:
+            notifiers[name] = load_notifier(str(spec["kind"]), params, secrets)
+        except (MissingSecretError, ValueError) as exc:
+            raise SettingsError(f"{settings.path}: channels.{name}: {exc}") from exc
+    return Config(settings, protocols, routing, notifiers)
+
+
+def unapproved(protocols: Mapping[str, Protocol]) -> list[str]:
+    return [p.label for p in protocols.values() if not p.approval.approved]
+
+
+class Service:
+    """The running monitor: config, store, dispatcher and the jobs that drive them."""
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock | None = None,
+        config_path: str | None = None,
+        secrets: SecretSource | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.config_path = config_path
+        self.secrets = secrets or SecretSource()
+        self.engine = engine or make_engine(config.settings.database_url)
+        self.dispatcher = Dispatcher(self.engine, config.routing, config.notifiers, self.clock)
+        self.scheduler: AsyncIOScheduler | None = None
+        self.sd = SystemdNotifier()
+        self.last_sweep: datetime | None = None
+        self._dispatch_lock = asyncio.Lock()
+        self.stopping = asyncio.Event()
+
+    # --- the work (each callable with a pinned clock in tests) ---------------------
+
+    def sweep(self) -> list[AlertRow]:
+        """Evaluate every patient whose next check time has come; errors raise alerts."""
+        now = self.clock.now()
+        with session_scope(self.engine) as session:
+            due = due_patients(session, now)
+        raised: list[AlertRow] = []
+        for patient_id in due:
+            try:
+                with session_scope(self.engine) as session:
+                    raised += evaluate_patient(
+                        session, patient_id, now, self.config.protocols, self.config.routing
+                    )
+            except Exception as exc:
+                log.exception("sweep.evaluation_error", patient_id=patient_id)
+                raised += self._evaluation_error(patient_id, exc, now)
+        self.last_sweep = now
+        if due:
+            log.info("sweep.done", patients=len(due), alerts=len(raised))
+        if raised:
+            self.wake_dispatcher()
+        return raised
+
+    def _evaluation_error(self, patient_id: str, exc: Exception, now: datetime) -> list[AlertRow]:
+        """An evaluation that fails raises its own alert; the deadline is not pushed back."""
+        from monitor.services.outbox import enqueue
+
+        with session_scope(self.engine) as session:
+            row = session.get(PatientRow, patient_id)
+            key = f"error:{row.next_check_at.isoformat() if row and row.next_check_at else now}"
+            if session.exec(
+                select(AlertRow).where(
+                    AlertRow.patient_id == patient_id,
+                    AlertRow.rule == "system.evaluation_error",
+                    AlertRow.key == key,
+                )
+            ).first():
+                return []
+            alert = AlertRow(
+                code=new_code(session),
+                patient_id=patient_id,
+                rule="system.evaluation_error",
+                severity="critical",
+                key=key,
+                at=now,
+                raised_at=now,
+                message=(
+                    f"The monitor could not evaluate this patient ({type(exc).__name__}); "
+                    "their deadlines and stop rules are NOT being checked. Check the "
+                    "patient's data and the service log."
+                ),
+                details={"error": repr(exc)[:500]},
+                profile="-",
+                group_id=f"err-{new_code(session)}",
+            )
+            session.add(alert)
+            session.flush()
+            enqueue(session, [alert], self.config.routing, now)
+            return [alert]
+
+    def escalate(self) -> int:
+        with session_scope(self.engine) as session:
+            n = escalate_due(session, self.config.routing, self.clock.now())
+        if n:
+            self.wake_dispatcher()
+        return n
+
+    async def dispatch(self) -> int:
+        async with self._dispatch_lock:
+            return await self.dispatcher.run_once()
+
+    def wake_dispatcher(self) -> None:
+        """Hand new alerts to the dispatcher at once instead of at its next tick."""
+        if self.scheduler is not None and self.scheduler.running:
+            job = self.scheduler.get_job("dispatch")
+            if job is not None:
+                job.modify(next_run_time=datetime.now(UTC))
+
+    # --- configuration --------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """SIGHUP: swap in the new config and protocols, or keep the old and say why."""
+        self.sd.reloading()
+        try:
+            new = load_config(self.config_path, self.secrets)
+        except (SettingsError, ValueError) as exc:
+            log.error("config.reload_refused", reason=str(exc))
+            self.sd.ready(status="reload refused; running on the previous config")
+            return False
+        self.config = new
+        self.dispatcher.routing = new.routing
+        self.dispatcher.notifiers = new.notifiers
+        log.info(
+            "config.reloaded", protocols=sorted(new.protocols), unapproved=unapproved(new.protocols)
+        )
+        self.sd.ready(status=self.status_line())
+        return True
+
+    def status_line(self) -> str:
+        with session_scope(self.engine) as session:
+            patients = len(session.exec(select(PatientRow.id)).all())
+        warn = unapproved(self.config.protocols)
+        return f"{patients} patients; " + (
+            f"UNAPPROVED profiles: {', '.join(warn)}" if warn else "all profiles approved"
+        )
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    def start_scheduler(
+        self, sweep_seconds: float, dispatch_seconds: float, escalation_seconds: float
+    ) -> AsyncIOScheduler:
+        sched = AsyncIOScheduler(timezone=UTC)
+        now = datetime.now(UTC)
+        sched.add_job(
+            self.sweep,
+            "interval",
+            seconds=sweep_seconds,
+            id="sweep",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+        )
+        sched.add_job(
+            self.dispatch,
+            "interval",
+            seconds=dispatch_seconds,
+            id="dispatch",
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        sched.add_job(
+            self.escalate,
+            "interval",
+            seconds=escalation_seconds,
+            id="escalate",
+            next_run_time=now + timedelta(seconds=1),
+            max_instances=1,
+            coalesce=True,
+        )
+        interval = self.sd.watchdog_interval()
+        if interval:
+            sched.add_job(self.sd.watchdog, "interval", seconds=interval, id="watchdog")
+        sched.start()
+        self.scheduler = sched
+        return sched
+
+    async def run(self, web: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        freed = recover_orphans(self.engine, self.clock.now())
+        if freed:
+            log.warning("dispatch.recovered_orphans", deliveries=freed)
+        for label in unapproved(self.config.protocols):
+            log.warning(
+                "protocol.unapproved",
+                profile=label,
+                message=f"profile {label} is UNAPPROVED: no clinician has signed it off",
+            )
+        daemon_cfg = self.config.settings.raw.get("daemon", {})
+        self.start_scheduler(
+            float(daemon_cfg.get("sweep_seconds", 60)),
+            float(daemon_cfg.get("dispatch_seconds", 1)),
+            float(daemon_cfg.get("escalation_seconds", 30)),
+        )
+        server_task: asyncio.Task[Any] | None = None
+        server: Any = None
+        if web:
+            server, server_task = await self._start_web()
+        self.sd.ready(status=self.status_line())
+        log.info("daemon.started", status=self.status_line())
+        await self.stopping.wait()
+        log.info("daemon.stopping")
+        self.sd.stopping()
+        assert self.scheduler is not None
+        self.scheduler.pause()
+        async with self._dispatch_lock:  # in-flight sends finish first
+            self.scheduler.shutdown(wait=False)
+        if server is not None:
+            server.should_exit = True
+            if server_task is not None:
+                await server_task
+        self.engine.dispose()
+        log.info("daemon.stopped")
+
+    async def _start_web(self) -> tuple[Any, asyncio.Task[Any] | None]:
+        import uvicorn
+
+        from monitor.web.app import create_app
+
+        web_cfg = self.config.settings.raw.get("web", {})
+        if web_cfg.get("enabled", True) is False:
+            return None, None
+        host = str(web_cfg.get("host", "127.0.0.1"))
+        port = int(web_cfg.get("port", 8080))
+        config = uvicorn.Config(
+            create_app(self),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        server = _QuietServer(config)
+        task = asyncio.create_task(server.serve())
+        log.info("web.listening", host=host, port=port)
+        return server, task
+
+    # --- web hook context -------------------------------------------------------------
+
+    @property
+    def public_url(self) -> str | None:
+        value = self.config.settings.raw.get("web", {}).get("public_url")
+        return str(value) if value else None
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def twilio_auth_token(self) -> str | None:
+        try:
+            return self.secrets.get("twilio_auth_token")
+        except MissingSecretError:
+            return None
+
+    def sender_name(self, phone: str) -> str | None:
+        for recipient in self.config.routing.recipients.values():
+            if any(c.address == phone for c in recipient.contacts):
+                return recipient.label
+        return None
+
+
+class _QuietServer:
+    """uvicorn's server without its own signal handling: the daemon owns the signals."""
+
+    def __new__(cls, config: Any) -> Any:
+        import contextlib
+
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        return Server(config)
+
+
+def run_daemon(config_path: str | None, web: bool = True) -> None:
+    secrets = SecretSource()
+    config = load_config(config_path, secrets)
+    engine = make_engine(config.settings.database_url)
+    upgrade(engine)
+    service = Service(config, config_path=config_path, secrets=secrets, engine=engine)
+    asyncio.run(service.run(web=web))

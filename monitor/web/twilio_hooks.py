@@ -1,0 +1,108 @@
+"""Twilio webhooks: delivery receipts and `ACK <code>` replies, signatures checked.
+
+Twilio signs each request with the account's auth token over the public URL it
+called; a request whose `X-Twilio-Signature` does not match is refused (403).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+from fastapi import APIRouter, HTTPException, Request, Response
+from sqlalchemy.engine import Engine
+from twilio.request_validator import RequestValidator
+
+from monitor.services.alerts import AlertError, acknowledge
+from monitor.store.db import session_scope
+from monitor.store.models import DeliveryRow
+
+log = structlog.get_logger(__name__)
+
+ACK = re.compile(r"^\s*ACK\s+([A-Za-z0-9]{4,16})\s*$", re.IGNORECASE)
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+class HookContext(Protocol):
+    engine: Engine
+
+    @property
+    def public_url(self) -> str | None: ...
+
+    def now(self) -> datetime: ...
+
+    def twilio_auth_token(self) -> str | None: ...
+
+    def sender_name(self, phone: str) -> str | None: ...
+
+
+def _twiml(message: str | None) -> Response:
+    body = (
+        TWIML_EMPTY
+        if message is None
+        else (
+            '<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
+            f"{message}</Message></Response>"
+        )
+    )
+    return Response(content=body, media_type="application/xml")
+
+
+async def _verified_form(request: Request, ctx: HookContext) -> dict[str, str]:
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    token = ctx.twilio_auth_token()
+    if token is None:
+        raise HTTPException(503, "Twilio auth token not configured")
+    base = (ctx.public_url or str(request.base_url)).rstrip("/")
+    url = base + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not RequestValidator(token).validate(url, form, signature):
+        log.warning("twilio.bad_signature", path=request.url.path)
+        raise HTTPException(403, "invalid Twilio signature")
+    return form
+
+
+def router(get_ctx: Callable[[], HookContext]) -> APIRouter:
+    r = APIRouter(prefix="/twilio")
+
+    @r.post("/inbound")
+    async def inbound(request: Request) -> Response:
+        ctx = get_ctx()
+        form = await _verified_form(request, ctx)
+        match = ACK.match(form.get("Body", ""))
+        sender = form.get("From", "")
+        if not match:
+            return _twiml("Reply ACK followed by the alert code, e.g. ACK K7Q2MX.")
+        who = ctx.sender_name(sender) or f"SMS {sender[-4:]}"
+        try:
+            with session_scope(ctx.engine) as session:
+                changed = acknowledge(session, match.group(1), who, ctx.now(), via="sms")
+        except AlertError:
+            return _twiml(f"No alert {match.group(1).upper()}.")
+        return _twiml(f"Acknowledged {match.group(1).upper()} ({len(changed)} alert(s)).")
+
+    @r.post("/status/{delivery_id}")
+    async def status(delivery_id: int, request: Request) -> Response:
+        ctx = get_ctx()
+        form = await _verified_form(request, ctx)
+        status = form.get("MessageStatus", "")
+        with session_scope(ctx.engine) as session:
+            row = session.get(DeliveryRow, delivery_id)
+            if row is None:
+                raise HTTPException(404, "no such delivery")
+            if status == "delivered":
+                row.state = "delivered"
+            elif status in ("failed", "undelivered"):
+                row.state = "failed"
+                row.last_error = f"Twilio status {status} (error {form.get('ErrorCode', '-')})"
+            row.updated_at = ctx.now()
+            session.add(row)
+        log.info("twilio.status", delivery_id=delivery_id, status=status)
+        return Response(status_code=204)
+
+    return r
