@@ -187,3 +187,52 @@ class SilenceRow(SQLModel, table=True):
     created_at: datetime = _dt()
     expires_at: datetime = _dt()
     cancelled_at: datetime | None = _dt(nullable=True)
+
+
+class InboundMessageRow(SQLModel, table=True):
+    """Every message a source received, raw, before anything is made of it.
+
+    (source, message_id) is unique: a repeated HL7 control id (MSH-10) is answered
+    but not stored twice. `outcome` says what became of it.
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("source", "message_id", name="uq_inbound_source_msgid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    message_id: str = Field(max_length=200)
+    received_at: datetime = _dt()
+    raw: str
+    outcome: str = Field(default="stored", max_length=16)
+    detail: dict[str, Any] = _json()
+
+
+class QuarantineRow(SQLModel, table=True):
+    """Input that could not be used, kept whole with the reason in plain words."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (Index("ix_quarantine_state_received", "state", "received_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    format: str = Field(max_length=16)
+    message_id: str | None = Field(default=None, max_length=200)
+    received_at: datetime = _dt()
+    raw: str
+    reason: str
+    detail: dict[str, Any] = _json()
+    state: str = Field(default="waiting", max_length=16)
+    resolved_by: str | None = Field(default=None, max_length=200)
+    resolved_at: datetime | None = _dt(nullable=True)
+    resolution: str | None = None
+
+
+class SourceCursorRow(SQLModel, table=True):
+    """Where a poller got to (FHIR `_lastUpdated`), so a restart neither skips nor repeats."""
+
+    __tablename__ = "source_cursors"
+
+    name: str = Field(primary_key=True, max_length=100)
+    cursor: str
+    updated_at: datetime = _dt()
