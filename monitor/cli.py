@@ -173,6 +173,7 @@ def _write_event(
                 c.protocols(),
                 source="cli",
                 recorded_by=by,
+                routing=c.routing(),
             )
         except UnknownPatient:
             fail(f"patient: no enrolled patient {patient_id!r}")

@@ -1,5 +1,8 @@
 """structlog set-up: JSON lines for the service, readable lines at a terminal.
 
+Libraries that log through the standard library (APScheduler, uvicorn) come out
+through the same renderer, so a job that fails is never silent.
+
 Log events carry patient ids, never names: nothing that logs is handed a name.
 """
 
@@ -24,6 +27,22 @@ def configure_logging(json_logs: bool | None = None, level: str | None = None) -
         if json_logs
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processor=renderer,
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(lvl)
+    logging.getLogger("apscheduler").setLevel(max(lvl, logging.WARNING))
+    logging.getLogger("alembic").setLevel(max(lvl, logging.WARNING))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -85,6 +85,7 @@ class Routing:
     retry_max: timedelta = timedelta(minutes=10)
     max_attempts: int = 8
     send_timeout_s: float = 20.0
+    batch: int = 50
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def route_for(self, rule: str, severity: str) -> Route | None:
@@ -228,4 +229,5 @@ def parse_routing(raw: Mapping[str, Any]) -> Routing:
         retry_max=timedelta(seconds=float(dispatch.get("retry_max_s", 600))),
         max_attempts=max_attempts,
         send_timeout_s=float(timeout),
+        batch=int(dispatch.get("batch", 50)),
     )

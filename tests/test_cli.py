@@ -173,3 +173,35 @@ def test_sweep_raises_due_deadlines_once(cli: CliRunner) -> None:
     doc = json.loads(cli("patient", "show", "P-2", "--json").out)
     assert [f["rule"] for f in doc["open_findings"]] == ["lab.overdue"]
     assert "0 new alert(s)" in cli("sweep").out
+
+
+def test_cli_alerts_are_queued_for_delivery_and_listed(cli: CliRunner) -> None:
+    _enroll(cli)
+    r = cli("lab", "add", "P-100", "alt=900", "--at", ago(1))
+    code = r.out.split("ALERT ")[1].split()[0]
+    shown = json.loads(cli("alerts", "show", code, "--json").out)
+    assert shown["rule"] == "stop.transaminase" and shown["state"] == "open"
+    assert [(d["recipient"], d["state"]) for d in shown["deliveries"]] == [("oncall", "pending")]
+    assert shown["chain"] == ["oncall", "care_team", "coordinators"]
+    listed = [json.loads(line) for line in cli("alerts", "list", "--json").out.splitlines()]
+    assert code in [a["code"] for a in listed]
+    assert cli("alerts", "ack", code, "--by", "Dr A").code == 0
+    assert json.loads(cli("alerts", "show", code, "--json").out)["state"] == "acknowledged"
+    assert code not in cli("alerts", "list", "--state", "open").out
+    r = cli("alerts", "resolve", code, "--by", "Dr A", "--note", "stopped, LFTs in 1 week")
+    assert r.code == 0
+    doc = json.loads(cli("alerts", "show", code, "--json").out)
+    assert doc["state"] == "resolved" and "LFTs in 1 week" in doc["note"]
+    assert cli("alerts", "ack", "NOPE99", "--by", "x").code == 2
+
+
+def test_silence_command(cli: CliRunner) -> None:
+    _enroll(cli)
+    until = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    r = cli("silence", "add", "P-100", "--reason", "inpatient", "--until", until, "--by", "C")
+    assert r.code == 0 and "Silenced" in r.out
+    r = cli("lab", "add", "P-100", "alt=40", "--at", ago(0.5))
+    code = r.out.split("ALERT ")[1].split()[0]
+    assert json.loads(cli("alerts", "show", code, "--json").out)["deliveries"] == []
+    past = cli("silence", "add", "P-100", "--reason", "x", "--until", ago(1), "--by", "C")
+    assert past.code == 2 and "until" in past.err

@@ -103,7 +103,8 @@ class SmtpEmailNotifier:
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Lab-Monitor-Alert"] = notification.alert_code
         msg["X-Lab-Monitor-Delivery"] = str(notification.delivery_id)
-        msg.set_content(notification.text)
+        body = notification.details.get("body")
+        msg.set_content(body if isinstance(body, str) and body else notification.text)
         return msg
 
     async def send(self, notification: Notification) -> SendResult:

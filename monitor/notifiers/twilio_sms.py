@@ -119,6 +119,11 @@ class TwilioSmsNotifier:
         # Every Messages URL is built from the Api domain's base_url.
         self._client.api.base_url = self.api_base_url
 
+    @property
+    def receipts(self) -> bool:
+        """With a status callback, acceptance is `sent`; Twilio's receipt says `delivered`."""
+        return self.status_callback_base_url is not None
+
     def __repr__(self) -> str:
         return f"TwilioSmsNotifier(account_sid={self.account_sid!r}, api={self.api_base_url!r})"
 

@@ -60,7 +60,6 @@ class Dispatcher:
     notifiers: Mapping[str, Notifier]
     clock: Clock
     worker: str = field(default_factory=worker_id)
-    batch: int = 50
     rand: Callable[[], float] = random.random
 
     @property
@@ -82,7 +81,7 @@ class Dispatcher:
                 select(DeliveryRow)
                 .where(self._claimable(now))
                 .order_by(col(DeliveryRow.next_attempt_at))
-                .limit(self.batch)
+                .limit(self.routing.batch)
             ).all()
             for row in rows:
                 reclaimed = row.state == "sending"

@@ -1,0 +1,125 @@
+"""The service's jobs under a pinned clock: sweep after downtime, errors, reload, SMS ACK."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlmodel import select
+from twilio.request_validator import RequestValidator
+
+from monitor.store.db import session_scope
+from monitor.store.models import PatientRow
+from monitor.web.app import create_app
+from tests.daemon.conftest import ONCALL_SMS, START, Rig
+from tests.daemon.helpers import alerts, deliveries, drain, enrol, lab
+from tests.fakes.twilio_api import DEFAULT_AUTH_TOKEN
+
+
+def test_restart_after_three_days_down_fires_each_missed_deadline_once(rig: Rig) -> None:
+    for pid in ("P-1", "P-2", "P-3"):
+        enrol(rig, pid)
+    rig.clock.set(START + timedelta(days=3))
+    lab(rig, "P-2", alt=20)
+    # Down for three days: nothing ran. On start, one sweep finds what is due.
+    rig.clock.set(START + timedelta(days=6))
+    raised = rig.service.sweep()
+    assert sorted((a.patient_id, a.rule) for a in raised) == [
+        ("P-1", "lab.overdue"),
+        ("P-3", "lab.overdue"),
+    ]
+    assert {a.at for a in raised} == {START + timedelta(days=5)}
+    assert rig.service.sweep() == []  # nothing twice
+    rig.clock.advance(timedelta(minutes=1))
+    assert rig.service.sweep() == []
+    assert len([d for d in deliveries(rig) if d.purpose == "alert"]) == 2
+
+
+def test_sweep_cost_follows_what_is_due(rig: Rig) -> None:
+    for i in range(20):
+        enrol(rig, f"P-{i}")
+    rig.clock.set(START + timedelta(hours=1))
+    with session_scope(rig.service.engine) as s:
+        due_times = sorted(r.next_check_at for r in s.exec(select(PatientRow)) if r.next_check_at)
+    assert all(t > rig.clock.now() for t in due_times)
+    assert rig.service.sweep() == []
+
+
+def test_evaluation_error_raises_its_own_alert_and_keeps_the_deadline(rig: Rig) -> None:
+    enrol(rig)
+    with session_scope(rig.service.engine) as s:
+        row = s.get(PatientRow, "P-1")
+        assert row is not None
+        row.protocol_id = "withdrawn-profile"  # evaluation will fail: unknown profile
+        due = row.next_check_at
+        s.add(row)
+    rig.clock.set(START + timedelta(days=6))
+    raised = rig.service.sweep()
+    assert [(a.rule, a.severity) for a in raised] == [("system.evaluation_error", "critical")]
+    with session_scope(rig.service.engine) as s:
+        row = s.get(PatientRow, "P-1")
+        assert row is not None and row.next_check_at == due  # not pushed back
+    assert rig.service.sweep() == []  # one alert per stuck deadline, not one per minute
+
+
+def test_reload_refuses_a_bad_file_and_keeps_the_old_config(rig: Rig) -> None:
+    before = rig.service.config
+    good = rig.config_path.read_text()
+    rig.config_path.write_text(
+        good.replace(
+            'escalation = ["oncall", "care_team", "coordinators"]', 'escalation = ["nobody"]'
+        )
+    )
+    assert rig.service.reload() is False
+    assert rig.service.config is before
+    rig.config_path.write_text(
+        good.replace("critical_ack_minutes = 15", "critical_ack_minutes = 5")
+    )
+    assert rig.service.reload() is True
+    assert rig.service.config.routing.critical_ack_after == timedelta(minutes=5)
+    assert rig.service.dispatcher.routing is rig.service.config.routing
+
+
+def _signed(url: str, form: dict[str, str]) -> dict[str, str]:
+    return {"X-Twilio-Signature": RequestValidator(DEFAULT_AUTH_TOKEN).compute_signature(url, form)}
+
+
+async def test_sms_reply_ack_acknowledges_with_a_valid_signature(rig: Rig) -> None:
+    enrol(rig)
+    rig.clock.set(START + timedelta(days=3))
+    raised = lab(rig, "P-1", alt=700, bilirubin=250)
+    await drain(rig)
+    client = TestClient(create_app(rig.service))
+    url = "https://monitor.example.org/twilio/inbound"
+    form = {"From": ONCALL_SMS, "Body": f"ack {raised[1].code}"}
+    forged = client.post("/twilio/inbound", data=form, headers={"X-Twilio-Signature": "nope"})
+    assert forged.status_code == 403
+    assert all(a.state == "open" for a in alerts(rig))
+    ok = client.post("/twilio/inbound", data=form, headers=_signed(url, form))
+    assert ok.status_code == 200 and "Acknowledged" in ok.text
+    group = [a for a in alerts(rig) if a.group_id == raised[0].group_id]
+    assert {a.state for a in group} == {"acknowledged"}
+    assert {a.acknowledged_by for a in group} == {"Dr On-Call"}
+    rig.clock.advance(timedelta(minutes=30))
+    assert rig.service.escalate() == 0
+
+
+def test_twilio_status_callback_marks_delivered(rig: Rig, tmp_path: Path) -> None:
+    enrol(rig, tpmt="unknown")
+    [d] = deliveries(rig)
+    client = TestClient(create_app(rig.service))
+    url = f"https://monitor.example.org/twilio/status/{d.id}"
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    assert (
+        client.post(f"/twilio/status/{d.id}", data=form, headers=_signed(url, form)).status_code
+        == 204
+    )
+    [d] = deliveries(rig)
+    assert d.state == "delivered"
+
+
+def test_healthz_reports_outbox_depth(rig: Rig) -> None:
+    enrol(rig, tpmt="unknown")
+    body = TestClient(create_app(rig.service)).get("/healthz").json()
+    assert body["outbox_depth"] == 1 and body["failed_deliveries"] == 0
