@@ -1,0 +1,17 @@
+"""Shared fixtures: the public sample messages in /work/shared/samples (read-only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.sources.samples import SAMPLES
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    """The samples directory; tests that need it are skipped when it is not there."""
+    if not (SAMPLES / "hl7").is_dir() or not (SAMPLES / "fhir").is_dir():
+        pytest.skip(f"sample messages not found at {SAMPLES} (see shared/samples/SOURCES.md)")
+    return SAMPLES

@@ -1,0 +1,198 @@
+"""MLLP framing and the listener over real TCP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from monitor.sources.mllp import MLLPDecoder, MLLPServer, frame
+
+ONE = "MSH|^~\\&|A|B|C|D|20240301||ORU^R01|M1|P|2.5.1\rPID|1||X\r"
+TWO = "MSH|^~\\&|A|B|C|D|20240301||ORU^R01|M2|P|2.5.1\rPID|1||Y\r"
+
+
+def test_frame_wraps_in_start_and_end_blocks() -> None:
+    assert frame("MSH|x\r") == b"\x0bMSH|x\r\x1c\x0d"
+
+
+def test_frame_split_across_packets() -> None:
+    data = frame(ONE)
+    decoder = MLLPDecoder()
+    out: list[bytes] = []
+    for i in range(len(data)):
+        out += decoder.feed(data[i : i + 1])
+    assert out == [ONE.encode()]
+    assert decoder.pending == 0 and decoder.discarded_bytes == 0
+
+
+def test_several_frames_in_one_packet_and_garbage_between() -> None:
+    decoder = MLLPDecoder()
+    data = b"noise" + frame(ONE) + b"\r\n\x00" + frame(TWO) + b"junk"
+    assert decoder.feed(data) == [ONE.encode(), TWO.encode()]
+    assert decoder.discarded_bytes == len(b"noise") + 3 + len(b"junk")
+
+
+def test_a_frame_cut_off_by_a_new_start_is_dropped_never_handed_on() -> None:
+    decoder = MLLPDecoder()
+    out = decoder.feed(b"\x0bMSH|half a mess" + frame(TWO))
+    assert out == [TWO.encode()]
+    assert decoder.broken_frames == 1
+
+
+def test_end_block_split_from_its_carriage_return() -> None:
+    decoder = MLLPDecoder()
+    assert decoder.feed(b"\x0b" + ONE.encode() + b"\x1c") == []
+    assert decoder.feed(b"\x0d") == [ONE.encode()]
+
+
+def test_oversized_frame_is_dropped() -> None:
+    decoder = MLLPDecoder(max_message_bytes=10)
+    assert decoder.feed(b"\x0b" + b"x" * 50) == []
+    assert decoder.overflows == 1 and decoder.pending == 0
+
+
+@given(
+    st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30),
+    st.binary(max_size=20).filter(lambda b: 0x0B not in b),
+)
+def test_any_packet_split_gives_the_same_messages(cuts: list[int], noise: bytes) -> None:
+    data = noise + frame(ONE) + noise + frame(TWO) + noise
+    decoder = MLLPDecoder()
+    out: list[bytes] = []
+    pos = 0
+    for cut in cuts:
+        out += decoder.feed(data[pos : pos + cut])
+        pos += cut
+    out += decoder.feed(data[pos:])
+    assert out == [ONE.encode(), TWO.encode()]
+
+
+# --- the server --------------------------------------------------------------------
+
+
+async def exchange(port: int, messages: list[str], *, chunked: bool = False) -> list[bytes]:
+    """Send messages on one connection (all at once or in pieces), read one ACK each."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    payload = b"".join(frame(m) for m in messages)
+    if chunked:
+        for i in range(0, len(payload), 7):
+            writer.write(payload[i : i + 7])
+            await writer.drain()
+    else:
+        writer.write(payload)
+        await writer.drain()
+    decoder = MLLPDecoder()
+    acks: list[bytes] = []
+    while len(acks) < len(messages):
+        data = await asyncio.wait_for(reader.read(4096), 5)
+        if not data:
+            break
+        acks += decoder.feed(data)
+    writer.close()
+    await writer.wait_closed()
+    return acks
+
+
+def echo_control_id(text: str) -> str:
+    control = text.split("\r", 1)[0].split("|")[9]
+    return f"MSH|^~\\&|MON|||||ACK|A{control}|P|2.5.1\rMSA|AA|{control}\r"
+
+
+async def test_several_messages_on_one_connection_are_acked_in_order() -> None:
+    seen: list[str] = []
+
+    async def handler(text: str) -> str:
+        seen.append(text)
+        return echo_control_id(text)
+
+    async with MLLPServer("127.0.0.1", 0, handler) as server:
+        acks = await exchange(server.port, [ONE, TWO, ONE], chunked=True)
+    assert [a.decode().split("MSA|AA|")[1].strip() for a in acks] == ["M1", "M2", "M1"]
+    assert seen == [ONE, TWO, ONE]
+
+
+async def test_many_concurrent_connections() -> None:
+    active = 0
+    peak = 0
+
+    async def handler(text: str) -> str:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.02)
+        active -= 1
+        return echo_control_id(text)
+
+    async with MLLPServer("127.0.0.1", 0, handler) as server:
+        messages = [ONE.replace("M1", f"C{i}") for i in range(25)]
+        results = await asyncio.gather(*(exchange(server.port, [m, TWO]) for m in messages))
+    for i, acks in enumerate(results):
+        assert [a.decode().rsplit("|", 1)[1].strip() for a in acks] == [f"C{i}", "M2"]
+    assert peak > 1  # connections were served at the same time
+
+
+async def test_handler_failure_closes_the_connection_without_an_ack() -> None:
+    calls = 0
+
+    async def handler(text: str) -> str:
+        nonlocal calls
+        calls += 1
+        if "M2" in text:
+            raise RuntimeError("store is down")
+        return echo_control_id(text)
+
+    async with MLLPServer("127.0.0.1", 0, handler) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(frame(ONE) + frame(TWO) + frame(ONE))
+        await writer.drain()
+        received = b""
+        while True:
+            data = await asyncio.wait_for(reader.read(4096), 5)
+            if not data:
+                break  # the server closed the connection
+            received += data
+        writer.close()
+        await writer.wait_closed()
+        assert MLLPDecoder().feed(received) == [echo_control_id(ONE).encode()]
+        assert calls == 2  # the message after the failure was not handled
+        # the server is still up for the resend
+        assert len(await exchange(server.port, [ONE])) == 1
+
+
+async def test_close_lets_a_running_handler_finish_and_ack() -> None:
+    started = asyncio.Event()
+
+    async def handler(text: str) -> str:
+        started.set()
+        await asyncio.sleep(0.2)
+        return echo_control_id(text)
+
+    server = MLLPServer("127.0.0.1", 0, handler, shutdown_grace=5)
+    await server.start()
+    port = server.port
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+    pending = asyncio.create_task(exchange(port, [ONE]))
+    await started.wait()
+    await server.close()
+    acks = await pending
+    assert len(acks) == 1
+    assert await asyncio.wait_for(idle_reader.read(10), 5) == b""  # idle one was closed
+    idle_writer.close()
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)  # no longer listening
+
+
+async def test_serve_forever_returns_after_close() -> None:
+    async def handler(text: str) -> str:
+        return echo_control_id(text)
+
+    server = MLLPServer("127.0.0.1", 0, handler)
+    runner = asyncio.create_task(server.serve_forever())
+    while server.port == 0:
+        await asyncio.sleep(0.01)
+    assert len(await exchange(server.port, [ONE])) == 1
+    await server.close()
+    await asyncio.wait_for(runner, 5)
