@@ -56,6 +56,10 @@ alerts_app = typer.Typer(help="The alert log and what people do with alerts.", n
 silence_app = typer.Typer(help="Silence a patient's non-critical alerts.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(silence_app, name="silence")
+quarantine_app = typer.Typer(
+    help="Input that could not be used, waiting for a person.", no_args_is_help=True
+)
+app.add_typer(quarantine_app, name="quarantine")
 
 T = TypeVar("T", bound=BaseModel)
 _AT = TypeAdapter(AwareDatetime)
@@ -81,6 +85,11 @@ class Ctx:
         if self._protocols is None:
             self._protocols = self.settings.protocols()
         return self._protocols
+
+    def mapping(self) -> Any:
+        from monitor.sources import load_mapping
+
+        return load_mapping(self.settings.mapping_path)
 
     def routing(self) -> Routing:
         try:
@@ -833,6 +842,146 @@ def silence_add(
     typer.echo(
         f"Silenced non-critical alerts of {patient_id} until {end.isoformat()} (silence {row.id})."
     )
+
+
+@app.command("ingest")
+def ingest_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="A file of HL7 v2 messages, FHIR JSON or CSV")],
+    fmt: Annotated[str | None, typer.Option("--format", help="hl7 | fhir | csv")] = None,
+) -> None:
+    """Back-load lab results through the same parsers and intake as the live sources."""
+    from monitor.services.ingest import ingest_payload
+    from monitor.sources import FORMATS, detect_format
+    from monitor.sources.model import ParseError
+
+    c = ctx_of(ctx)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        fail(f"{path}: cannot read ({exc.strerror})")
+    if fmt is not None and fmt not in FORMATS:
+        fail(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if fmt is None:
+        try:
+            fmt = detect_format(path, raw.decode("utf-8", errors="replace"))
+        except ParseError as exc:
+            fail(exc.reason)
+    with c.session() as session:
+        out = ingest_payload(
+            session,
+            raw,
+            fmt,
+            f"file:{fmt}",
+            c.clock.now(),
+            c.protocols(),
+            c.routing(),
+            c.mapping(),
+            source_name=path.name,
+            whole=(fmt == "csv"),
+        )
+    typer.echo(
+        f"{path.name}: {out.stored} stored, {out.duplicates} duplicate(s), "
+        f"{out.quarantined} quarantined."
+    )
+    for r in out.results:
+        if r.outcome == "quarantined":
+            typer.echo(f"  QUARANTINED {r.message_id} (item {r.quarantine_id}): {r.reason}")
+    if out.quarantine_id is not None:
+        typer.echo(f"  QUARANTINED the whole file (item {out.quarantine_id}): {out.reason}")
+    show_alerts(out.alerts)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """What waits in quarantine, and why."""
+    from monitor.services.quarantine import waiting
+
+    c = ctx_of(ctx)
+    with c.session() as session:
+        rows = waiting(session)
+    if as_json:
+        for r in rows:
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": r.id,
+                        "source": r.source,
+                        "format": r.format,
+                        "message_id": r.message_id,
+                        "received_at": r.received_at.isoformat(),
+                        "reason": r.reason,
+                    }
+                )
+            )
+        return
+    if not rows:
+        typer.echo("Nothing waits in quarantine.")
+    for r in rows:
+        typer.echo(f"{r.id:>5}  {_fmt_time(r.received_at)}  {r.source:<10} {r.reason}")
+
+
+@quarantine_app.command("show")
+def quarantine_show(ctx: typer.Context, item: Annotated[int, typer.Argument()]) -> None:
+    """One quarantined item with its raw payload."""
+    from monitor.services.quarantine import QuarantineError, get
+
+    c = ctx_of(ctx)
+    with c.session() as session:
+        try:
+            r = get(session, item)
+        except QuarantineError as exc:
+            fail(str(exc))
+    typer.echo(
+        f"item {r.id} [{r.state}] from {r.source} ({r.format}) at {r.received_at.isoformat()}"
+    )
+    typer.echo(f"reason: {r.reason}")
+    for problem in r.detail.get("problems", []):
+        typer.echo(f"  - {problem}")
+    if r.resolution:
+        typer.echo(f"resolution: {r.resolution} ({r.resolved_by or ''})")
+    typer.echo("raw:")
+    typer.echo(r.raw.replace("\r", "\n"))
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(ctx: typer.Context, item: Annotated[int, typer.Argument()]) -> None:
+    """Take a quarantined item in again (after enrolling the patient or adding a mapping)."""
+    from monitor.services.quarantine import QuarantineError, retry_quarantined
+
+    c = ctx_of(ctx)
+    with c.session() as session:
+        try:
+            ok, reason = retry_quarantined(
+                session, item, c.clock.now(), c.protocols(), c.routing(), c.mapping()
+            )
+        except QuarantineError as exc:
+            fail(str(exc))
+    if not ok:
+        typer.echo(f"Item {item} still cannot be used: {reason}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"Item {item}: {reason}.")
+
+
+@quarantine_app.command("discard")
+def quarantine_discard(
+    ctx: typer.Context,
+    item: Annotated[int, typer.Argument()],
+    reason: Annotated[str, typer.Option("--reason")],
+    by: Annotated[str, typer.Option("--by")] = "cli",
+) -> None:
+    """Close a quarantined item without taking it in, saying why."""
+    from monitor.services.quarantine import QuarantineError, discard
+
+    c = ctx_of(ctx)
+    with c.session() as session:
+        try:
+            discard(session, item, by, reason, c.clock.now())
+        except QuarantineError as exc:
+            fail(str(exc))
+    typer.echo(f"Item {item} discarded.")
 
 
 def _one_line(exc: BaseException) -> str:

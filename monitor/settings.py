@@ -29,6 +29,14 @@ class Settings:
     default_protocol: str
     raw: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def mapping_path(self) -> Path:
+        """Lab code and unit mapping (`[sources] mapping`, relative to this file)."""
+        sources = self.raw.get("sources", {})
+        name = sources.get("mapping", "mapping.toml") if isinstance(sources, dict) else ""
+        p = Path(str(name))
+        return p if p.is_absolute() else self.path.parent / p
+
     def protocols(self) -> dict[str, Protocol]:
         try:
             protocols = load_protocols(self.protocols_dir)

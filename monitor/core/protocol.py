@@ -144,6 +144,7 @@ class Protocol:
     hys_law: HysLaw
     default_uln: Mapping[str, float]
     combine_within_hours: int
+    preliminary_results_count: bool
     schedule: Schedule
     alternatives: str
     increase_note: str
@@ -452,6 +453,7 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
         ),
         default_uln={a: uln.num(a) for a in ANALYTES},
         combine_within_hours=labs.whole("combine_within_hours", minimum=0),
+        preliminary_results_count=labs.flag("preliminary_results_count"),
         schedule=_schedule(root.req_table("schedule")),
         alternatives=msgs.text("alternatives"),
         increase_note=msgs.text("increase_note"),

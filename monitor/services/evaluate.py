@@ -66,7 +66,14 @@ def lock_patient(session: Session, patient_id: str) -> PatientRow:
 
 
 def run_for(session: Session, row: PatientRow, now: datetime, protocol: Protocol) -> Run:
-    return run(patient_of(row), events_of(event_rows(session, row.id)), now, protocol)
+    """The engine over the stored course; preliminary results count only if the profile
+    says so (a final result normally follows)."""
+    rows = [
+        r
+        for r in event_rows(session, row.id)
+        if protocol.preliminary_results_count or not r.payload.get("preliminary", False)
+    ]
+    return run(patient_of(row), events_of(rows), now, protocol)
 
 
 def evaluate_patient(

@@ -85,8 +85,12 @@ def record_event(
     source_ref: str | None = None,
     recorded_by: str | None = None,
     routing: Routing | None = None,
+    evaluate: bool = True,
 ) -> tuple[EventRow, list[AlertRow]]:
-    """Store one event and evaluate the patient in the same transaction."""
+    """Store one event and evaluate the patient in the same transaction.
+
+    `evaluate=False` is for callers that store several events of one message and
+    evaluate once at the end (one notification per message)."""
     row = lock_patient(session, patient_id)
     if at < row.start:
         raise IntakeError(
@@ -105,4 +109,6 @@ def record_event(
     session.add(event)
     session.flush()
     log.info("event.recorded", patient_id=patient_id, kind=kind, event_id=event.id, source=source)
+    if not evaluate:
+        return event, []
     return event, evaluate_patient(session, patient_id, now, protocols, routing)
