@@ -262,7 +262,11 @@ def enroll_cmd(
     ] = None,
     uln: Annotated[list[str] | None, typer.Option("--uln", help="alt=33")] = None,
     identifier: Annotated[
-        list[str] | None, typer.Option("--identifier", help="AUTHORITY:VALUE, e.g. MRN:12345")
+        list[str] | None, typer.Option(
+            "--identifier",
+            help="AUTHORITY:VALUE (e.g. MRENTR:12345, FHIR:Patient/pat2), or VALUE alone "
+            "for senders that name no assigning authority",
+        )
     ] = None,
     protocol: Annotated[str | None, typer.Option("--protocol")] = None,
     name: Annotated[

@@ -90,7 +90,7 @@ class PatientIn(Strict):
     baseline: BaselineIn
     uln: UlnIn = UlnIn()
     protocol: str | None = None
-    identifiers: list[Annotated[str, Field(pattern=r"^[^:]+:.+$")]] = []
+    identifiers: list[Annotated[str, Field(min_length=1, max_length=400)]] = []
     name: str | None = None
 
     def to_domain(self, default_start_dose_mg: float) -> Patient:

@@ -60,7 +60,7 @@ def enroll(
     )
     session.flush()
     for ident in patient.identifiers:
-        system, value = ident.split(":", 1)
+        system, value = ident.split(":", 1) if ":" in ident else ("", ident)
         clash = session.exec(
             select(PatientIdentifierRow).where(
                 PatientIdentifierRow.system == system, PatientIdentifierRow.value == value
