@@ -458,10 +458,8 @@ def _read(entry: _Entry, ctx: _Context, subject: _Subject) -> None:
             subject.problems.append(
                 Problem(
                     where,
-                    f"component code "
-                    f"{_code_label(comp.code)!r} looks like a liver "
-                    "test but is not mapped (add it to "
-                    "config/mapping.toml)",
+                    f"component code {_code_label(comp.code)!r} looks like a liver test "
+                    "but is not mapped (add it to config/mapping.toml)",
                     "dropped",
                 )
             )

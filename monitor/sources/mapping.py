@@ -70,6 +70,11 @@ class Mapping:
     detector_exclude: frozenset[str]
     names: AbcMapping[str, str]
 
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Mapping:
+        """Load and check a mapping file (default: the project's `config/mapping.toml`)."""
+        return load_mapping(path)
+
     def is_loinc(self, system: str) -> bool:
         return system.strip().lower() in self.loinc_systems
 

@@ -11,6 +11,7 @@ import pytest
 from monitor.core.units import UnitError
 from monitor.sources.mapping import (
     DEFAULT_MAPPING_PATH,
+    Mapping,
     MappingError,
     default_mapping,
     load_mapping,
@@ -133,3 +134,4 @@ def test_load_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(MappingError, match="not valid TOML"):
         load_mapping(bad)
     assert load_mapping(DEFAULT_MAPPING_PATH).loinc_codes["1742-6"] == "alt"
+    assert Mapping.load().loinc_codes == default_mapping().loinc_codes
