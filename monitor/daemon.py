@@ -31,7 +31,9 @@ from monitor.secrets import MissingSecretError, SecretSource
 from monitor.services.dispatch import Dispatcher, recover_orphans
 from monitor.services.escalation import escalate_due
 from monitor.services.evaluate import due_patients, evaluate_patient, new_code
+from monitor.services.ingest import PayloadResult, ingest_payload
 from monitor.settings import Settings, SettingsError, load_settings
+from monitor.sources import load_mapping
 from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import AlertRow, PatientRow
 
@@ -91,6 +93,7 @@ class Service:
         self.last_sweep: datetime | None = None
         self._dispatch_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
+        self.mapping = load_mapping(config.settings.mapping_path)
 
     # --- the work (each callable with a pinned clock in tests) ---------------------
 
@@ -303,6 +306,36 @@ class Service:
         task = asyncio.create_task(server.serve())
         log.info("web.listening", host=host, port=port)
         return server, task
+
+    # --- sources --------------------------------------------------------------------
+
+    def ingest(
+        self, payload: bytes | str, fmt: str, source: str, whole: bool = False
+    ) -> PayloadResult:
+        """Parse and store (or quarantine) a payload; committed before this returns, so a
+        source may acknowledge. Safe to call from a worker thread."""
+        with session_scope(self.engine) as session:
+            out = ingest_payload(
+                session,
+                payload,
+                fmt,
+                source,
+                self.clock.now(),
+                self.config.protocols,
+                self.config.routing,
+                self.mapping,
+                source_name=source,
+                whole=whole,
+            )
+        if out.alerts:
+            self.wake_dispatcher()
+        return out
+
+    def fhir_push_token(self) -> str | None:
+        try:
+            return self.secrets.get("fhir_push_token")
+        except MissingSecretError:
+            return None
 
     # --- web hook context -------------------------------------------------------------
 

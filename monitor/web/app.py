@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from monitor.store.db import session_scope
 from monitor.store.models import DeliveryRow
-from monitor.web import twilio_hooks
+from monitor.web import fhir_endpoint, twilio_hooks
 
 if TYPE_CHECKING:
     from monitor.daemon import Service
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="lab-monitor", docs_url=None, redoc_url=None)
     app.include_router(twilio_hooks.router(lambda: service))
+    app.include_router(fhir_endpoint.router(lambda: service))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

@@ -1,0 +1,85 @@
+"""FHIR push: POST an R4 Observation or Bundle; answered with an OperationOutcome.
+
+Every payload ends stored or quarantined. The answer says which: 200 when all was
+taken in (or already had been), 422 when something was quarantined (with the reason
+in plain words), 400 when the payload is not FHIR at all (quarantined too). When a
+`fhir_push_token` secret is configured, requests must carry it as a bearer token.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from monitor.services.ingest import PayloadResult
+
+FHIR_JSON = "application/fhir+json"
+
+
+class FhirContext(Protocol):
+    def ingest(
+        self, payload: bytes, fmt: str, source: str, whole: bool = False
+    ) -> PayloadResult: ...
+
+    def fhir_push_token(self) -> str | None: ...
+
+
+def outcome(issues: list[tuple[str, str, str]], status: int) -> JSONResponse:
+    """An OperationOutcome with (severity, code, diagnostics) issues."""
+    body: dict[str, Any] = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": s, "code": c, "diagnostics": d} for s, c, d in issues],
+    }
+    return JSONResponse(body, status_code=status, media_type=FHIR_JSON)
+
+
+def router(get_ctx: Callable[[], FhirContext]) -> APIRouter:
+    r = APIRouter(prefix="/fhir")
+
+    async def receive(request: Request) -> JSONResponse:
+        ctx = get_ctx()
+        token = ctx.fhir_push_token()
+        if token is not None:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return outcome([("error", "security", "missing or wrong bearer token")], 401)
+        payload = await request.body()
+        out = ctx.ingest(payload, "fhir", "fhir-push")
+        if out.quarantine_id is not None:
+            return outcome(
+                [("error", "invalid", f"{out.reason} (quarantined as item {out.quarantine_id})")],
+                400,
+            )
+        issues: list[tuple[str, str, str]] = []
+        for res in out.results:
+            if res.outcome == "quarantined":
+                issues.append(
+                    (
+                        "error",
+                        "processing",
+                        f"{res.message_id}: {res.reason} (quarantined as item {res.quarantine_id})",
+                    )
+                )
+            else:
+                text = "stored" if res.outcome == "stored" else "already received"
+                issues.append(
+                    (
+                        "information",
+                        "informational",
+                        f"{res.message_id}: {text} for patient {res.patient_id or '-'}",
+                    )
+                )
+                issues += [
+                    ("warning", "informational", f"{res.message_id}: {n}") for n in res.notes
+                ]
+        status = 422 if out.quarantined else 200
+        return outcome(issues or [("information", "informational", "nothing to take in")], status)
+
+    r.add_api_route("", receive, methods=["POST"])
+    r.add_api_route("/Observation", receive, methods=["POST"])
+    r.add_api_route("/Bundle", receive, methods=["POST"])
+    return r
