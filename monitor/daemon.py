@@ -94,6 +94,7 @@ class Service:
         self._dispatch_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.mapping = load_mapping(config.settings.mapping_path)
+        self.sources: list[Any] = []
 
     # --- the work (each callable with a pinned clock in tests) ---------------------
 
@@ -181,11 +182,13 @@ class Service:
         self.sd.reloading()
         try:
             new = load_config(self.config_path, self.secrets)
+            mapping = load_mapping(new.settings.mapping_path)
         except (SettingsError, ValueError) as exc:
             log.error("config.reload_refused", reason=str(exc))
             self.sd.ready(status="reload refused; running on the previous config")
             return False
         self.config = new
+        self.mapping = mapping
         self.dispatcher.routing = new.routing
         self.dispatcher.notifiers = new.notifiers
         log.info(
@@ -268,6 +271,7 @@ class Service:
         server: Any = None
         if web:
             server, server_task = await self._start_web()
+        await self._start_sources()
         self.sd.ready(status=self.status_line())
         log.info("daemon.started", status=self.status_line())
         await self.stopping.wait()
@@ -277,12 +281,60 @@ class Service:
         self.scheduler.pause()
         async with self._dispatch_lock:  # in-flight sends finish first
             self.scheduler.shutdown(wait=False)
+        for source in self.sources:
+            await source.stop()
         if server is not None:
             server.should_exit = True
             if server_task is not None:
                 await server_task
         self.engine.dispose()
         log.info("daemon.stopped")
+
+    async def _start_sources(self) -> None:
+        """Listeners and pollers named in `[sources.*]` with `enabled = true`."""
+        from monitor.sources.csv_folder import CSVFolder
+        from monitor.sources.fhir_poller import FhirPoller
+        from monitor.sources.mllp_listener import MLLPListener
+
+        conf = self.config.settings.raw.get("sources", {})
+        assert self.scheduler is not None
+        mllp = conf.get("mllp", {})
+        if mllp.get("enabled"):
+            listener = MLLPListener(mllp, self.ingest)
+            await listener.start()
+            self.sources.append(listener)
+        csv = conf.get("csv", {})
+        if csv.get("enabled"):
+            folder = CSVFolder(csv, self.ingest, self.config.settings.path.parent, self.clock.now)
+            await folder.start()
+            self.sources.append(folder)
+            self.scheduler.add_job(
+                folder.scan,
+                "interval",
+                id="csv",
+                seconds=float(csv.get("scan_seconds", 10)),
+                max_instances=1,
+                coalesce=True,
+            )
+        poll = conf.get("fhir_poll", {})
+        if poll.get("enabled"):
+            poller = FhirPoller(
+                poll,
+                self.engine,
+                lambda: (self.config.protocols, self.config.routing, self.mapping),
+                self.clock.now,
+                self.wake_dispatcher,
+            )
+            self.sources.append(poller)
+            self.scheduler.add_job(
+                poller.poll,
+                "interval",
+                id="fhir_poll",
+                seconds=float(poll.get("interval_seconds", 300)),
+                next_run_time=datetime.now(UTC),
+                max_instances=1,
+                coalesce=True,
+            )
 
     async def _start_web(self) -> tuple[Any, asyncio.Task[Any] | None]:
         import uvicorn

@@ -15,6 +15,16 @@ import sys
 import structlog
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is now (test runners swap it), not at set-up time."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(json_logs: bool | None = None, level: str | None = None) -> None:
     """Logs go to stderr so command output on stdout stays clean for pipes."""
     if json_logs is None:
@@ -27,7 +37,7 @@ def configure_logging(json_logs: bool | None = None, level: str | None = None) -
         if json_logs
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processor=renderer,
@@ -52,6 +62,6 @@ def configure_logging(json_logs: bool | None = None, level: str | None = None) -
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

@@ -30,12 +30,16 @@ class Settings:
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def mapping_path(self) -> Path:
-        """Lab code and unit mapping (`[sources] mapping`, relative to this file)."""
+    def mapping_path(self) -> Path | None:
+        """Lab code and unit mapping: `[sources] mapping` (relative to this file), else a
+        `mapping.toml` beside this file, else None (the shipped default)."""
         sources = self.raw.get("sources", {})
-        name = sources.get("mapping", "mapping.toml") if isinstance(sources, dict) else ""
-        p = Path(str(name))
-        return p if p.is_absolute() else self.path.parent / p
+        name = sources.get("mapping") if isinstance(sources, dict) else None
+        if name:
+            p = Path(str(name))
+            return p if p.is_absolute() else self.path.parent / p
+        beside = self.path.parent / "mapping.toml"
+        return beside if beside.exists() else None
 
     def protocols(self) -> dict[str, Protocol]:
         try:

@@ -46,6 +46,7 @@ class IngestResult:
     quarantine_id: int | None = None
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    unreadable: bool = False
 
 
 class Unmatched(ValueError):
@@ -172,15 +173,18 @@ def ingest_message(
         if again is not None:  # a resend of a message already waiting: one item, not two
             again.reason = reason
             session.add(again)
-            return IngestResult("quarantined", msg.message_id, quarantine_id=again.id,
-                                reason=reason, notes=notes)
+            return IngestResult(
+                "quarantined", msg.message_id, quarantine_id=again.id, reason=reason, notes=notes
+            )
         q = quarantine(session, source, msg.source, raw, reason, now, msg.message_id, detail)
         return IngestResult(
             "quarantined", msg.message_id, quarantine_id=q.id, reason=reason, notes=notes
         )
 
     if not msg.usable:
-        return hold(msg.quarantine_reason or "nothing usable in the message")
+        held = hold(msg.quarantine_reason or "nothing usable in the message")
+        held.unreadable = not msg.patient.known and not msg.observations
+        return held
     try:
         patient_id = match_patient(session, msg)
     except Unmatched as exc:
@@ -252,6 +256,7 @@ class PayloadResult:
     results: list[IngestResult] = field(default_factory=list)
     quarantine_id: int | None = None
     reason: str | None = None
+    problems: list[str] = field(default_factory=list)
 
     @property
     def stored(self) -> int:
@@ -300,7 +305,7 @@ def ingest_payload(
     except ParseError as exc:
         details = [str(p) for p in exc.problems]
         q = quarantine(session, source, fmt, text, exc.reason, now, None, {"problems": details})
-        return PayloadResult(quarantine_id=q.id, reason=exc.reason)
+        return PayloadResult(quarantine_id=q.id, reason=exc.reason, problems=details)
     out = PayloadResult()
     if whole:
         nested = session.begin_nested()

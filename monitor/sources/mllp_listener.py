@@ -1,0 +1,56 @@
+"""`mllp` source: HL7 v2 over MLLP, ACK only after commit.
+
+Each message is stored (or quarantined) and committed before its ACK leaves:
+AA when taken in (or already taken in: a repeated MSH-10 is answered, not stored
+twice), AE with an ERR segment naming the reason when it was quarantined, AR when
+it is not HL7 at all. If storing fails, the connection is closed without an ACK and
+the sender resends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from monitor.sources.base import Ingest
+from monitor.sources.hl7v2 import build_ack
+from monitor.sources.mllp import MLLPServer
+
+log = structlog.get_logger(__name__)
+
+
+class MLLPListener:
+    name = "mllp"
+
+    def __init__(self, settings: Mapping[str, Any], ingest: Ingest) -> None:
+        self.host = str(settings.get("host", "127.0.0.1"))
+        self.port = int(settings.get("port", 2575))
+        self.ingest = ingest
+        self.server = MLLPServer(self.host, self.port, self.handle)
+
+    async def start(self) -> None:
+        await self.server.start()
+        self.port = self.server.port
+
+    async def stop(self) -> None:
+        await self.server.close()
+
+    async def handle(self, text: str) -> str:
+        return await asyncio.to_thread(self.handle_sync, text)
+
+    def handle_sync(self, text: str) -> str:
+        out = self.ingest(text, "hl7", self.name)
+        if out.quarantine_id is not None:
+            return build_ack(text, "AR", out.reason or "message cannot be read")
+        held = [r for r in out.results if r.outcome == "quarantined"]
+        if held and all(r.unreadable for r in held):
+            return build_ack(text, "AR", held[0].reason or "message cannot be read")
+        if held:
+            reason = "; ".join(r.reason or "" for r in held)
+            return build_ack(
+                text, "AE", f"{reason} (kept in quarantine, item {held[0].quarantine_id})"
+            )
+        return build_ack(text, "AA")
