@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
@@ -252,7 +253,7 @@ def test_fhir_poller_pages_and_resumes_after_a_restart_without_gaps_or_repeats(r
 
     try:
         first = make()
-        with pytest.raises(Exception):
+        with pytest.raises(httpx.HTTPStatusError):
             first.poll()
         assert len(events(rig)) == 4
         second = make()  # a restart: a new poller, the cursor from the database
