@@ -209,3 +209,70 @@ def test_sigkill_mid_burst_then_restart_delivers_every_alert(
     duplicates = sum(c - 1 for c in sms_codes.values())
     assert duplicates <= in_flight  # at most the sends in flight at the kill
     engine.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_alt_over_mllp_to_the_running_daemon_reaches_the_notifiers(
+    daemon: Daemon, daemon_config: Path, fake_twilio: FakeTwilioAPI
+) -> None:
+    import socket
+
+    from monitor.sources.mllp import MLLPDecoder, frame
+    from tests.ingest.test_ingest import hl7
+
+    port = free_port()
+    text = daemon_config.read_text()
+    daemon_config.write_text(
+        text + f'\n[sources.mllp]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n'
+    )
+    start = datetime.now(UTC) - timedelta(days=2)
+    r = daemon.cli(
+        "enroll",
+        "P-9",
+        "--weight",
+        "70",
+        "--start",
+        start.isoformat(),
+        "--tpmt",
+        "normal",
+        "--baseline",
+        "alt=20",
+        "--baseline",
+        "ast=20",
+        "--identifier",
+        "HOSP:4242",
+    )
+    assert r.returncode == 0, r.stderr
+    daemon.start()
+    message = hl7("LIVE1", "4242", datetime.now(UTC) - timedelta(hours=1), alt=560, ast=200)
+
+    def send() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(frame(message))
+            decoder = MLLPDecoder()
+            while True:
+                got = decoder.feed(sock.recv(4096))
+                if got:
+                    return got[0]
+
+    acks: list[bytes] = []
+
+    def listening() -> bool:
+        try:
+            acks.append(send())
+            return True
+        except OSError:
+            return False
+
+    wait_until(listening, what="the MLLP listener")
+    assert b"MSA|AA|LIVE1" in acks[0]
+    wait_until(lambda: any("P-9" in m.body for m in fake_twilio.messages), what="the SMS")
+    sms = next(m for m in fake_twilio.messages if "P-9" in m.body)
+    assert "ALT 560 U/L" in sms.body and "STOP azathioprine" in sms.body
