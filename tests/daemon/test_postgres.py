@@ -1,0 +1,200 @@
+"""The multi-instance path on real PostgreSQL: several processes, one database.
+
+Each test gets a fresh database. Two dispatchers (separate engines, as two processes
+would have) race for the same deliveries: every alert is sent exactly once. Two
+evaluations of one patient at once store each alert once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import SQLModel, select
+
+from monitor.clock import ManualClock
+from monitor.daemon import load_config
+from monitor.schemas import LabIn, PatientIn
+from monitor.secrets import SecretSource
+from monitor.services.dispatch import Dispatcher
+from monitor.services.escalation import escalate_due
+from monitor.services.evaluate import evaluate_patient
+from monitor.services.intake import enroll, record_event
+from monitor.store.db import make_engine, session_scope, upgrade
+from monitor.store.models import AlertRow, DeliveryRow
+from tests.daemon.conftest import SECRETS, config_text
+from tests.fakes.smtp_server import FakeSMTPServer
+from tests.fakes.tls import TLSFiles
+from tests.fakes.twilio_api import FakeTwilioAPI
+
+PG = os.environ.get("MONITOR_TEST_PG_URL")
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not PG, reason="MONITOR_TEST_PG_URL not set (scripts/test sets it)"),
+]
+NOW = datetime(2026, 3, 5, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    assert PG is not None
+    name = f"labmon_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_migrations_on_postgres_match_the_models(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+    engine.dispose()
+
+
+def _seed(engine: Engine, cfg: object, n: int) -> None:
+    protocols = cfg.protocols  # type: ignore[attr-defined]
+    routing = cfg.routing  # type: ignore[attr-defined]
+    for i in range(n):
+        pid = f"P-{i:02d}"
+        with session_scope(engine) as s:
+            enroll(
+                s,
+                PatientIn.model_validate(
+                    {
+                        "id": pid,
+                        "weight_kg": 70,
+                        "start": (NOW - timedelta(days=2)).isoformat(),
+                        "tpmt": "normal",
+                        "baseline": {"alt": 20, "ast": 20},
+                    }
+                ),
+                NOW - timedelta(days=2),
+                protocols,
+                "azathioprine-seed",
+                routing,
+            )
+        lab = LabIn.model_validate({"kind": "lab", "at": NOW.isoformat(), "results": {"alt": 400}})
+        with session_scope(engine) as s:
+            record_event(s, pid, "lab", lab.at, lab.payload(), NOW, protocols, routing=routing)
+
+
+async def test_two_dispatchers_send_each_delivery_once(
+    pg_url: str,
+    tmp_path: object,
+    fake_twilio: FakeTwilioAPI,
+    smtp_server: FakeSMTPServer,
+    tls_files: TLSFiles,
+) -> None:
+    path = tmp_path / "monitor.toml"  # type: ignore[operator]
+    path.write_text(config_text(pg_url, fake_twilio.url, smtp_server, tls_files))
+    cfg = load_config(str(path), SecretSource(env=SECRETS))
+    setup = make_engine(pg_url)
+    upgrade(setup)
+    _seed(setup, cfg, 10)
+    fake_twilio.post_delay_s = 0.05
+    clock = ManualClock(NOW)
+    engines = [make_engine(pg_url), make_engine(pg_url)]
+    a, b = (
+        Dispatcher(e, cfg.routing, cfg.notifiers, clock, worker=f"w{i}")
+        for i, e in enumerate(engines)
+    )
+    for _ in range(4):
+        await asyncio.gather(a.run_once(), b.run_once())
+    with session_scope(setup) as s:
+        rows = s.exec(select(DeliveryRow)).all()
+        codes = {s.get(AlertRow, r.lead_alert_id).code for r in rows}  # type: ignore[union-attr]
+    assert len(rows) == 10 and all(r.state == "delivered" for r in rows)
+    sent = [c for m in fake_twilio.messages for c in codes if c in m.body]
+    assert sorted(sent) == sorted(codes)  # each exactly once
+    assert {r.attempts for r in rows} == {1}
+    for e in (*engines, setup):
+        e.dispose()
+
+
+def test_concurrent_evaluations_and_escalations_store_each_thing_once(
+    pg_url: str,
+    tmp_path: object,
+    fake_twilio: FakeTwilioAPI,
+    smtp_server: FakeSMTPServer,
+    tls_files: TLSFiles,
+) -> None:
+    path = tmp_path / "monitor.toml"  # type: ignore[operator]
+    path.write_text(config_text(pg_url, fake_twilio.url, smtp_server, tls_files))
+    cfg = load_config(str(path), SecretSource(env=SECRETS))
+    setup = make_engine(pg_url)
+    upgrade(setup)
+    with session_scope(setup) as s:
+        enroll(
+            s,
+            PatientIn.model_validate(
+                {
+                    "id": "P-1",
+                    "weight_kg": 70,
+                    "start": (NOW - timedelta(days=30)).isoformat(),
+                    "tpmt": "normal",
+                    "baseline": {"alt": 20, "ast": 20},
+                }
+            ),
+            NOW - timedelta(days=30),
+            cfg.protocols,
+            "azathioprine-seed",
+            None,
+        )
+    engines = [make_engine(pg_url) for _ in range(4)]
+    barrier = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def evaluate(engine: Engine) -> None:
+        barrier.wait()
+        try:
+            with session_scope(engine) as s:
+                evaluate_patient(s, "P-1", NOW, cfg.protocols, cfg.routing)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=evaluate, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with session_scope(setup) as s:
+        alerts = s.exec(select(AlertRow)).all()
+        assert [a.rule for a in alerts] == ["lab.overdue"]
+        assert len(s.exec(select(DeliveryRow)).all()) == 1
+
+    later = NOW + timedelta(hours=5)
+    barrier = threading.Barrier(len(engines))
+    counts: list[int] = []
+
+    def escalate(engine: Engine) -> None:
+        barrier.wait()
+        with session_scope(engine) as s:
+            counts.append(escalate_due(s, cfg.routing, later))
+
+    threads = [threading.Thread(target=escalate, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(counts) == 1  # one reminder, whoever sent it
+    with session_scope(setup) as s:
+        assert len(s.exec(select(DeliveryRow)).all()) == 2
+    for e in (*engines, setup):
+        e.dispose()
