@@ -214,19 +214,7 @@ class Dispatcher:
                 row.next_attempt_at = now + delay
                 row.last_error = result.error
             else:
-                row.last_error = result.error
-                if row.channel_index + 1 < len(row.channels):
-                    row.channel_index += 1
-                    row.state = "pending"
-                    row.next_attempt_at = now
-                    log.warning(
-                        "delivery.failover",
-                        delivery_id=row.id,
-                        to=row.channels[row.channel_index][0],
-                    )
-                else:
-                    row.state = "failed"
-                self._delivery_failure_alert(session, row, result, now)
+                fail_over(session, row, result.error, self.routing, now)
             session.add(row)
             log.info(
                 "delivery.attempt",
@@ -236,47 +224,6 @@ class Dispatcher:
                 state=row.state,
                 patient_id=row.patient_id,
             )
-
-    def _delivery_failure_alert(
-        self, session: Session, row: DeliveryRow, result: SendResult, now: datetime
-    ) -> None:
-        """Tell the coordinators a channel failed for good (never about their own alerts)."""
-        if row.purpose == "delivery_failure":
-            log.error("delivery.failure_notice_failed", delivery_id=row.id, error=result.error)
-            return
-        lead = session.get(AlertRow, row.lead_alert_id)
-        assert lead is not None
-        channel = row.channels[
-            row.channel_index if row.state == "failed" else row.channel_index - 1
-        ][0]
-        still = (
-            "no channel left"
-            if row.state == "failed"
-            else (f"trying {row.channels[row.channel_index][0]} next")
-        )
-        alert = AlertRow(
-            code=new_code(session),
-            patient_id=lead.patient_id,
-            rule="delivery.failed",
-            severity="warning",
-            key=f"delivery:{row.id}:{row.channel_index}:{row.state}",
-            at=now,
-            raised_at=now,
-            message=(
-                f"Could not deliver alert {lead.code} ({lead.rule}) to {row.recipient} by "
-                f"{channel}: {result.error}; {still}. Check the contact details."
-            ),
-            details={"delivery_id": row.id, "error": result.error},
-            profile=lead.profile,
-            group_id=f"df-{row.id}-{row.channel_index}",
-            chain=[self.routing.failure_group],
-            route="delivery_failure",
-        )
-        session.add(alert)
-        session.flush()
-        deliveries_for(
-            session, [alert], self.routing.failure_group, self.routing, now, "delivery_failure", 0
-        )
 
     # --- one pass -------------------------------------------------------------------
 
@@ -289,6 +236,62 @@ class Dispatcher:
         for c, result in zip(claimed, results, strict=True):
             self.settle(c, result, self.clock.now())
         return len(claimed)
+
+
+def delivery_failure_alert(
+    session: Session, row: DeliveryRow, error: str | None, routing: Routing, now: datetime
+) -> None:
+    """Tell the coordinators a channel failed for good (never about their own notices)."""
+    if row.purpose == "delivery_failure":
+        log.error("delivery.failure_notice_failed", delivery_id=row.id, error=error)
+        return
+    lead = session.get(AlertRow, row.lead_alert_id)
+    assert lead is not None
+    failed_index = row.channel_index if row.state == "failed" else row.channel_index - 1
+    channel = row.channels[failed_index][0]
+    still = (
+        "no channel left"
+        if row.state == "failed"
+        else f"trying {row.channels[row.channel_index][0]} next"
+    )
+    alert = AlertRow(
+        code=new_code(session),
+        patient_id=lead.patient_id,
+        rule="delivery.failed",
+        severity="warning",
+        key=f"delivery:{row.id}:{failed_index}",
+        at=now,
+        raised_at=now,
+        message=(
+            f"Could not deliver alert {lead.code} ({lead.rule}) to {row.recipient} by "
+            f"{channel}: {error}; {still}. Check the contact details."
+        ),
+        details={"delivery_id": row.id, "error": error},
+        profile=lead.profile,
+        group_id=f"df-{row.id}-{failed_index}",
+        chain=[routing.failure_group],
+        route="delivery_failure",
+    )
+    session.add(alert)
+    session.flush()
+    deliveries_for(session, [alert], routing.failure_group, routing, now, "delivery_failure", 0)
+
+
+def fail_over(
+    session: Session, row: DeliveryRow, error: str | None, routing: Routing, now: datetime
+) -> None:
+    """A permanent failure: the recipient's next contact, or failed; coordinators told."""
+    row.last_error = error
+    if row.channel_index + 1 < len(row.channels):
+        row.channel_index += 1
+        row.state = "pending"
+        row.next_attempt_at = now
+        log.warning("delivery.failover", delivery_id=row.id, to=row.channels[row.channel_index][0])
+    else:
+        row.state = "failed"
+    row.updated_at = now
+    session.add(row)
+    delivery_failure_alert(session, row, error, routing, now)
 
 
 def recover_orphans(engine: Engine, now: datetime) -> int:

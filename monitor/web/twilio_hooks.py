@@ -16,7 +16,9 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy.engine import Engine
 from twilio.request_validator import RequestValidator
 
+from monitor.routing import Routing
 from monitor.services.alerts import AlertError, acknowledge
+from monitor.services.dispatch import fail_over
 from monitor.store.db import session_scope
 from monitor.store.models import DeliveryRow
 
@@ -24,6 +26,11 @@ log = structlog.get_logger(__name__)
 
 ACK = re.compile(r"^\s*ACK\s+([A-Za-z0-9]{4,16})\s*$", re.IGNORECASE)
 TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+class _HasRouting(Protocol):
+    @property
+    def routing(self) -> Routing: ...
 
 
 class HookContext(Protocol):
@@ -37,6 +44,9 @@ class HookContext(Protocol):
     def twilio_auth_token(self) -> str | None: ...
 
     def sender_name(self, phone: str) -> str | None: ...
+
+    @property
+    def config(self) -> _HasRouting: ...
 
 
 def _twiml(message: str | None) -> Response:
@@ -95,13 +105,13 @@ def router(get_ctx: Callable[[], HookContext]) -> APIRouter:
             row = session.get(DeliveryRow, delivery_id)
             if row is None:
                 raise HTTPException(404, "no such delivery")
-            if status == "delivered":
+            if status == "delivered" and row.state in ("sent", "sending", "delivered"):
                 row.state = "delivered"
-            elif status in ("failed", "undelivered"):
-                row.state = "failed"
-                row.last_error = f"Twilio status {status} (error {form.get('ErrorCode', '-')})"
-            row.updated_at = ctx.now()
-            session.add(row)
+                row.updated_at = ctx.now()
+                session.add(row)
+            elif status in ("failed", "undelivered") and row.state in ("sent", "delivered"):
+                error = f"Twilio status {status} (error {form.get('ErrorCode', '-')})"
+                fail_over(session, row, error, ctx.config.routing, ctx.now())
         log.info("twilio.status", delivery_id=delivery_id, status=status)
         return Response(status_code=204)
 

@@ -276,3 +276,37 @@ def test_alt_over_mllp_to_the_running_daemon_reaches_the_notifiers(
     wait_until(lambda: any("P-9" in m.body for m in fake_twilio.messages), what="the SMS")
     sms = next(m for m in fake_twilio.messages if "P-9" in m.body)
     assert "ALT 560 U/L" in sms.body and "STOP azathioprine" in sms.body
+
+
+def test_systemd_notify_ready_reload_and_stopping(daemon: Daemon, daemon_config: Path) -> None:
+    """The daemon speaks the notify protocol to a real datagram socket."""
+    import socket
+
+    path = daemon_config.parent / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(20)
+    env_extra = {"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"}
+    original = daemon.env
+    daemon.env = lambda: {**original(), **env_extra}  # type: ignore[method-assign]
+    try:
+        daemon.start()
+
+        def receive_until(marker: str) -> str:
+            seen = ""
+            while marker not in seen:
+                seen += sock.recv(4096).decode() + "\n"
+            return seen
+
+        ready = receive_until("READY=1")
+        assert "UNAPPROVED" in ready and "azathioprine-seed" in ready
+        assert "WATCHDOG=1" in receive_until("WATCHDOG=1")
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert "RELOADING=1" in receive_until("RELOADING=1")
+        assert "READY=1" in receive_until("READY=1")
+        daemon.proc.send_signal(signal.SIGTERM)
+        assert "STOPPING=1" in receive_until("STOPPING=1")
+        assert daemon.proc.wait(timeout=30) == 0
+    finally:
+        sock.close()

@@ -123,3 +123,24 @@ def test_healthz_reports_outbox_depth(rig: Rig) -> None:
     enrol(rig, tpmt="unknown")
     body = TestClient(create_app(rig.service)).get("/healthz").json()
     assert body["outbox_depth"] == 1 and body["failed_deliveries"] == 0
+
+
+async def test_twilio_failed_receipt_fails_over_and_tells_coordinators(rig: Rig) -> None:
+    enrol(rig)
+    rig.clock.set(START + timedelta(days=3))
+    lab(rig, "P-1", alt=700)
+    await drain(rig)
+    [d] = deliveries(rig)
+    client = TestClient(create_app(rig.service))
+    url = f"https://monitor.example.org/twilio/status/{d.id}"
+    form = {"MessageSid": "SM1", "MessageStatus": "undelivered", "ErrorCode": "30003"}
+    assert (
+        client.post(f"/twilio/status/{d.id}", data=form, headers=_signed(url, form)).status_code
+        == 204
+    )
+    await drain(rig)
+    d = next(x for x in deliveries(rig) if x.id == d.id)
+    assert d.state == "delivered" and d.channel_index == 1  # the e-mail contact took over
+    to = sorted(m.message["To"] for m in rig.smtp.messages)
+    assert to == ["coord@example.org", "oncall@example.org"]
+    assert any(a.rule == "delivery.failed" and "30003" in a.message for a in alerts(rig))
