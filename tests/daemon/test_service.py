@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlmodel import select
@@ -105,9 +104,33 @@ async def test_sms_reply_ack_acknowledges_with_a_valid_signature(rig: Rig) -> No
     assert rig.service.escalate() == 0
 
 
-def test_twilio_status_callback_marks_delivered(rig: Rig, tmp_path: Path) -> None:
-    enrol(rig, tpmt="unknown")
+async def test_twilio_status_callback_moves_sent_to_delivered(rig: Rig) -> None:
+    """With a status callback configured, acceptance is `sent`; the receipt delivers."""
+    from monitor.daemon import Service, load_config
+    from monitor.secrets import SecretSource
+    from tests.daemon.conftest import SECRETS
+
+    text = rig.config_path.read_text().replace(
+        "timeout_s = 0.5",
+        'timeout_s = 0.5\nstatus_callback_base_url = "https://monitor.example.org"',
+    )
+    rig.config_path.write_text(text)
+    secrets = SecretSource(env=SECRETS)
+    rig.service = Service(
+        load_config(str(rig.config_path), secrets),
+        clock=rig.clock,
+        secrets=secrets,
+        engine=rig.service.engine,
+    )
+    enrol(rig)
+    rig.clock.set(START + timedelta(days=3))
+    lab(rig, "P-1", alt=700)
+    await drain(rig)
     [d] = deliveries(rig)
+    assert d.state == "sent"
+    assert rig.twilio.messages[0].status_callback == (
+        f"https://monitor.example.org/twilio/status/{d.id}"
+    )
     client = TestClient(create_app(rig.service))
     url = f"https://monitor.example.org/twilio/status/{d.id}"
     form = {"MessageSid": "SM1", "MessageStatus": "delivered"}

@@ -19,7 +19,7 @@ from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import AlertRow, DeliveryRow, EventRow
 from tests.helpers import CONFIG, ROOT
 
-SAMPLES = ROOT.parent / "shared" / "samples"
+SAMPLES = ROOT / "tests" / "data" / "samples"
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SETTINGS = load_settings(CONFIG)
 PROTOCOLS = SETTINGS.protocols()

@@ -1,4 +1,4 @@
-"""Shared fixtures: the public sample messages in /work/shared/samples (read-only)."""
+"""Shared fixtures: the public sample messages (a copy of shared/samples in tests/data)."""
 
 from __future__ import annotations
 

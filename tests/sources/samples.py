@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+# A copy of shared/samples kept with the tests (see its SOURCES.md for where each
+# file comes from), so a clean clone tests them too; tests/test_samples_copy.py
+# checks the copy against shared/samples where that folder is present.
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples"
+SHARED_SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
 
 
 def sample_bytes(root: Path, name: str) -> bytes:
