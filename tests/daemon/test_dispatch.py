@@ -153,3 +153,25 @@ async def test_silence_holds_back_non_critical_but_never_critical(rig: Rig) -> N
     lab(rig, "P-1", alt=700)
     await drain(rig)
     assert len(rig.twilio.messages) == 1
+
+
+async def test_quiet_hours_hold_back_info_but_never_critical(rig: Rig) -> None:
+    from datetime import UTC, datetime
+
+    text = rig.config_path.read_text() + (
+        '\n[quiet_hours]\nstart = "21:00"\nend = "07:00"\ntimezone = "Europe/London"\n'
+    )
+    rig.config_path.write_text(text)
+    assert rig.service.reload()
+    night = datetime(2026, 3, 9, 22, 30, tzinfo=UTC)  # 22:30 in London (GMT in March)
+    enrol(rig, start=night - timedelta(days=7, hours=1))
+    rig.clock.set(night - timedelta(days=1))
+    lab(rig, "P-1", alt=20)  # a normal panel after 6 days
+    rig.clock.set(night)
+    raised = rig.service.sweep()
+    assert [a.rule for a in raised] == ["titration.escalation_due"]
+    [held] = [d for d in deliveries(rig) if d.severity == "info"]
+    assert held.next_attempt_at == datetime(2026, 3, 10, 7, 0, tzinfo=UTC)
+    lab(rig, "P-1", alt=900)
+    critical = [d for d in deliveries(rig) if d.severity == "critical"]
+    assert critical and critical[0].next_attempt_at == night
