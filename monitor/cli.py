@@ -34,6 +34,7 @@ from monitor.services.records import event_rows
 from monitor.settings import Settings, SettingsError, load_settings
 from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import AlertRow, PatientIdentifierRow, PatientRow
+from monitor.web import cli_commands as web_cli
 
 app = typer.Typer(
     help="lab-monitor: liver-test safety monitoring for azathioprine reintroduction.",
@@ -56,6 +57,9 @@ alerts_app = typer.Typer(help="The alert log and what people do with alerts.", n
 silence_app = typer.Typer(help="Silence a patient's non-critical alerts.", no_args_is_help=True)
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(silence_app, name="silence")
+app.add_typer(web_cli.users_app, name="users")
+app.command("audit")(web_cli.audit_cmd)
+app.command("web")(web_cli.web_cmd)
 quarantine_app = typer.Typer(
     help="Input that could not be used, waiting for a person.", no_args_is_help=True
 )

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
+import monitor.store.accounts  # noqa: F401  (the console's tables)
 from monitor.store import models  # noqa: F401
 
 config = context.config

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
 
+import monitor.store.accounts  # noqa: F401  (the console's tables)
 from monitor.store import models  # noqa: F401  (registers the tables)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"

@@ -1,43 +1,122 @@
-"""The daemon's HTTP side: health, and the Twilio webhooks (the console comes later)."""
+"""The daemon's HTTP side: the coordinators' console, its JSON API, health and the Twilio
+webhooks.
+
+`create_app` takes a `Host`: the daemon's running `Service`, or a `StandaloneHost`
+that `monitor web` builds over the same database. Pages are server-rendered
+(Jinja2, no JavaScript needed) and sent with a strict Content-Security-Policy.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlencode
 
-from fastapi import FastAPI
-from sqlalchemy import func
-from sqlmodel import col, select
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from monitor.store.db import session_scope
-from monitor.store.models import DeliveryRow
-from monitor.web import fhir_endpoint, twilio_hooks
+from monitor.web import (
+    admin_pages,
+    alert_pages,
+    fhir_endpoint,
+    login,
+    ops_pages,
+    patient_pages,
+    queries,
+    twilio_hooks,
+)
+from monitor.web.api import create_api
+from monitor.web.auth import Forbidden, LoginRequired
+from monitor.web.csrf import CsrfError
+from monitor.web.host import Host, WebSettings, web_settings
+from monitor.web.queries import NotFound
+from monitor.web.render import Renderer
 
-if TYPE_CHECKING:
-    from monitor.daemon import Service
+STATIC = Path(__file__).resolve().parent / "static"
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
 
 
-def create_app(service: Service) -> FastAPI:
-    app = FastAPI(title="lab-monitor", docs_url=None, redoc_url=None)
-    app.include_router(twilio_hooks.router(lambda: service))
-    app.include_router(fhir_endpoint.router(lambda: service))
+def create_app(host: Host, web: WebSettings | None = None) -> FastAPI:
+    web = web or web_settings(host.config.settings.raw)
+    app = FastAPI(title="lab-monitor", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.host = host
+    app.state.web = web
+    app.state.renderer = renderer = Renderer(web.tz)
+    app.include_router(twilio_hooks.router(lambda: host))
+    if hasattr(host, "ingest") and hasattr(host, "fhir_push_token"):
+        # FHIR push belongs to the daemon, whose Service ingests; `monitor web` has none.
+        fhir = cast(fhir_endpoint.FhirContext, host)
+        app.include_router(fhir_endpoint.router(lambda: fhir))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        with session_scope(service.engine) as session:
-            depth = session.exec(
-                select(func.count())
-                .select_from(DeliveryRow)
-                .where(col(DeliveryRow.state).in_(["pending", "sending"]))
-            ).one()
-            failed = session.exec(
-                select(func.count()).select_from(DeliveryRow).where(DeliveryRow.state == "failed")
-            ).one()
-        sched = service.scheduler
+        """For monitoring tools: no sign-in, counts only."""
+        with session_scope(host.engine) as session:
+            h = queries.health(session, host.scheduler, host.last_sweep, host.config.protocols)
         return {
-            "scheduler_running": bool(sched and sched.running),
-            "last_sweep": service.last_sweep.isoformat() if service.last_sweep else None,
-            "outbox_depth": depth,
-            "failed_deliveries": failed,
+            "scheduler_running": bool(h.scheduler_running),
+            "last_sweep": h.last_sweep.isoformat() if h.last_sweep else None,
+            "outbox_depth": h.outbox_depth,
+            "failed_deliveries": h.failed_deliveries,
         }
+
+    for module in (login, alert_pages, patient_pages, ops_pages, admin_pages):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/api", create_api(host, web))
+
+    @app.exception_handler(LoginRequired)
+    def to_login(_request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse("/login?" + urlencode({"next": exc.next_url}), status_code=303)
+
+    @app.exception_handler(Forbidden)
+    def forbidden(request: Request, exc: Forbidden) -> Response:
+        return renderer.page(
+            request,
+            "error.html",
+            None,
+            status=403,
+            title="Not allowed",
+            text=f"This needs the {exc.needed} role (or higher).",
+        )
+
+    @app.exception_handler(CsrfError)
+    def bad_csrf(request: Request, _exc: CsrfError) -> Response:
+        return renderer.page(
+            request,
+            "error.html",
+            None,
+            status=403,
+            title="Form expired",
+            text="The form was missing its security token or had expired. Go back, reload "
+            "the page and try again. Nothing was changed.",
+        )
+
+    @app.exception_handler(NotFound)
+    def not_found(request: Request, exc: NotFound) -> Response:
+        return renderer.page(
+            request, "error.html", None, status=404, title="Not found", text=str(exc)
+        )
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
 
     return app
