@@ -157,6 +157,17 @@ class Service:
             enqueue(session, [alert], self.config.routing, now)
             return [alert]
 
+    def quarantine_digest(self) -> AlertRow | None:
+        """The coordinators' daily count of what waits in quarantine."""
+        from monitor.services.quarantine import daily_digest
+
+        now = self.clock.now()
+        with session_scope(self.engine) as session:
+            alert = daily_digest(session, self.config.routing, now, now.date().isoformat())
+        if alert is not None:
+            self.wake_dispatcher()
+        return alert
+
     def escalate(self) -> int:
         with session_scope(self.engine) as session:
             n = escalate_due(session, self.config.routing, self.clock.now())
@@ -239,6 +250,21 @@ class Service:
             next_run_time=now + timedelta(seconds=1),
             max_instances=1,
             coalesce=True,
+        )
+        report = str(
+            self.config.settings.raw.get("sources", {}).get("quarantine_report_at", "08:00")
+        )
+        hour, minute = (int(x) for x in report.split(":"))
+        zone = self.config.routing.quiet_hours.tz if self.config.routing.quiet_hours else UTC
+        sched.add_job(
+            self.quarantine_digest,
+            "cron",
+            hour=hour,
+            minute=minute,
+            timezone=zone,
+            id="quarantine_digest",
+            coalesce=True,
+            misfire_grace_time=3600,
         )
         interval = self.sd.watchdog_interval()
         if interval:

@@ -121,7 +121,9 @@ def replay(
             evaluate_patient(session, patient_id, clock.now(), protocols)
             rows = session.exec(select(AlertRow).order_by(col(AlertRow.id))).all()
             return [
-                ReplayAlert(r.at, r.patient_id, r.rule, r.severity, r.message, r.profile, r.key)
+                ReplayAlert(
+                    r.at, r.patient_id or "", r.rule, r.severity, r.message, r.profile, r.key
+                )
                 for r in rows
             ]
     finally:

@@ -78,7 +78,9 @@ def compose(
     return subject, text, "\n".join(lines)
 
 
-def active_silence(session: Session, patient_id: str, now: datetime) -> SilenceRow | None:
+def active_silence(session: Session, patient_id: str | None, now: datetime) -> SilenceRow | None:
+    if patient_id is None:
+        return None
     return session.exec(
         select(SilenceRow)
         .where(

@@ -6,6 +6,7 @@ patient was enrolled or a mapping added); `discard` closes it with a reason.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ from sqlmodel import Session, col, select
 from monitor.core.protocol import Protocol
 from monitor.routing import Routing
 from monitor.services.ingest import IngestResult, ingest_message, ingest_payload
-from monitor.store.models import QuarantineRow
+from monitor.store.models import AlertRow, QuarantineRow
 
 log = structlog.get_logger(__name__)
 
@@ -115,3 +116,52 @@ def discard(session: Session, row_id: int, by: str, reason: str, now: datetime) 
     session.add(row)
     log.info("quarantine.discarded", quarantine_id=row_id)
     return row
+
+
+def daily_digest(
+    session: Session, routing: Routing | None, now: datetime, day: str
+) -> AlertRow | None:
+    """Tell the coordinators, once a day, how much waits in quarantine and why.
+
+    A service-level alert (no patient), keyed by the day, so a restart or a second
+    instance never sends the day's count twice.
+    """
+    from monitor.services.evaluate import new_code
+    from monitor.services.outbox import deliveries_for
+
+    rows = waiting(session, limit=10_000)
+    if not rows:
+        return None
+    key = f"quarantine:{day}"
+    if session.exec(
+        select(AlertRow).where(AlertRow.rule == "quarantine.waiting", AlertRow.key == key)
+    ).first():
+        return None
+    reasons = Counter(r.reason.split(":")[0] for r in rows)
+    top = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(3))
+    oldest = min(r.received_at for r in rows)
+    alert = AlertRow(
+        code=new_code(session),
+        patient_id=None,
+        rule="quarantine.waiting",
+        severity="info",
+        key=key,
+        at=now,
+        raised_at=now,
+        message=(
+            f"{len(rows)} lab message(s) wait in quarantine, the oldest since "
+            f"{oldest:%Y-%m-%d %H:%M} UTC ({top}). Review them on the Quarantine page or with "
+            "`monitor quarantine list`, then retry or discard each."
+        ),
+        details={"waiting": len(rows), "reasons": dict(reasons)},
+        profile="-",
+        group_id=f"q-{day}",
+        route="quarantine",
+    )
+    session.add(alert)
+    session.flush()
+    if routing is not None:
+        alert.chain = [routing.failure_group]
+        deliveries_for(session, [alert], routing.failure_group, routing, now, "alert", 0)
+    log.info("quarantine.digest", waiting=len(rows))
+    return alert

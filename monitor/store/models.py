@@ -83,7 +83,8 @@ class AlertRow(SQLModel, table=True):
     """A finding the care team must hear about, written before anything is sent.
 
     (patient_id, rule, key) is the idempotency key: re-evaluating the same history
-    never writes the same alert twice. `group_id` ties together the alerts of one
+    never writes the same alert twice. Service-level alerts (the daily quarantine
+    count) have no patient. `group_id` ties together the alerts of one
     evaluation of one patient, which go out as one notification.
     """
 
@@ -95,7 +96,9 @@ class AlertRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(unique=True, max_length=16)
-    patient_id: str = Field(foreign_key="patients.id", index=True, max_length=64)
+    patient_id: str | None = Field(
+        default=None, foreign_key="patients.id", index=True, max_length=64
+    )
     rule: str = Field(max_length=64, index=True)
     severity: str = Field(max_length=16)
     key: str = Field(max_length=200)

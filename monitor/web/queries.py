@@ -268,6 +268,8 @@ def _open_counts(session: Session) -> dict[str, tuple[int, int]]:
         .where(AlertRow.state == "open")
         .group_by(col(AlertRow.patient_id), col(AlertRow.severity))
     ):
+        if pid is None:
+            continue  # service-level alerts belong to no patient
         total, critical = out.get(pid, (0, 0))
         out[pid] = (total + int(n), critical + (int(n) if severity == "critical" else 0))
     return out

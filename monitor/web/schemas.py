@@ -19,7 +19,7 @@ class Out(BaseModel):
 
 class AlertOut(Out):
     code: str
-    patient: str
+    patient: str | None  # None for service-level alerts (daily quarantine count)
     rule: str
     severity: str
     state: str

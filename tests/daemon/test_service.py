@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlmodel import select
@@ -167,3 +168,67 @@ async def test_twilio_failed_receipt_fails_over_and_tells_coordinators(rig: Rig)
     to = sorted(m.message["To"] for m in rig.smtp.messages)
     assert to == ["coord@example.org", "oncall@example.org"]
     assert any(a.rule == "delivery.failed" and "30003" in a.message for a in alerts(rig))
+
+
+async def test_daily_quarantine_count_reaches_coordinators_once_a_day(rig: Rig) -> None:
+    assert rig.service.quarantine_digest() is None  # nothing waits: nothing sent
+    rig.service.ingest(b"MSH|not a message", "hl7", "mllp")
+    rig.service.ingest(b"{}", "fhir", "fhir-push")
+    alert = rig.service.quarantine_digest()
+    assert alert is not None and alert.patient_id is None
+    assert alert.message.startswith("2 lab message(s) wait in quarantine")
+    assert rig.service.quarantine_digest() is None  # once a day
+    await drain(rig)
+    [mail] = rig.smtp.messages
+    assert mail.message["To"] == "coord@example.org"
+    assert "quarantine.waiting" in mail.message["Subject"]
+    rig.clock.advance(timedelta(days=1))
+    assert rig.service.quarantine_digest() is not None
+
+
+def test_upgrade_keeps_rows_when_sqlite_rebuilds_a_table(tmp_path: Path) -> None:
+    """Migration 0005 rebuilds `alerts` on SQLite; deliveries pointing at it survive."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from monitor.store.db import alembic_config, make_engine, upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    cfg = alembic_config(url)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004")
+    with engine.begin() as c:
+        c.execute(
+            text(
+                "insert into patients (id, weight_kg, start, start_dose_mg, tpmt, baseline, uln, "
+                "protocol_id, enrolled_at) values ('P1', 70, '2026-01-01 00:00:00', 50, 'normal', "
+                "'{}', '{}', 'azathioprine-seed', '2026-01-01 00:00:00')"
+            )
+        )
+        c.execute(
+            text(
+                "insert into alerts (code, patient_id, rule, severity, key, at, raised_at, "
+                "message, details, profile, group_id, state, chain, escalation_step) "
+                "values ('AAA', 'P1', "
+                "'lab.overdue', 'warning', 'k', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 'm', "
+                "'{}', 'p', 'g', 'open', '[]', 0)"
+            )
+        )
+        c.execute(
+            text(
+                "insert into deliveries (group_id, lead_alert_id, purpose, step, recipient, "
+                "channels, channel_index, severity, subject, text, body, state, attempts, "
+                "next_attempt_at, "
+                "created_at, updated_at) values ('g', 1, 'alert', 0, 'r', '[]', 0, 'warning', 's', "
+                "'t', 'b', 'pending', 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00', "
+                "'2026-01-01 00:00:00')"
+            )
+        )
+    upgrade(engine)
+    with engine.begin() as c:
+        assert c.execute(text("select count(*) from deliveries")).scalar() == 1
+        assert c.execute(text("select patient_id from alerts")).scalar() == "P1"
+        assert c.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    engine.dispose()
