@@ -266,11 +266,12 @@ def enroll_cmd(
     ] = None,
     uln: Annotated[list[str] | None, typer.Option("--uln", help="alt=33")] = None,
     identifier: Annotated[
-        list[str] | None, typer.Option(
+        list[str] | None,
+        typer.Option(
             "--identifier",
             help="AUTHORITY:VALUE (e.g. MRENTR:12345, FHIR:Patient/pat2), or VALUE alone "
             "for senders that name no assigning authority",
-        )
+        ),
     ] = None,
     protocol: Annotated[str | None, typer.Option("--protocol")] = None,
     name: Annotated[
@@ -635,7 +636,27 @@ def demo_cmd(
     for proto in c.protocols().values():
         if not proto.approval.approved:
             typer.echo(approval_lines(proto)[0], err=True)
+    _demo_user(c)
     ctx.invoke(patients_cmd, ctx=ctx, as_json=False)
+
+
+def _demo_user(c: Ctx) -> None:
+    """A console account for the demo, made only when the database has none."""
+    import secrets as pysecrets
+
+    from monitor.accounts import add_user, list_users
+
+    with c.session() as session:
+        if list_users(session):
+            return
+        password = pysecrets.token_urlsafe(12)
+        add_user(session, "demo", "admin", password, c.clock.now())
+    web = c.settings.raw.get("web", {})
+    url = f"http://{web.get('host', '127.0.0.1')}:{web.get('port', 8080)}/"
+    typer.echo(
+        f"Console: {url}  sign in as 'demo' with password {password} "
+        "(demo database only; change it with `monitor users passwd demo`)."
+    )
 
 
 @app.command("run")

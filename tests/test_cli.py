@@ -160,7 +160,9 @@ def test_demo_enrolls_examples_and_shows_status(
     for pid in ("P-001", "P-002", "P-003", "P-004", "P-005"):
         assert pid in r.out
     assert "UNAPPROVED" in r.err
+    assert "sign in as 'demo' with password" in r.out
     again = cli("demo")
+    assert "sign in as" not in again.out  # the account exists: no second one
     assert again.code == 0 and "Enrolled example" not in again.out
 
 
