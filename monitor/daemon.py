@@ -410,10 +410,7 @@ class Service:
         return out
 
     def fhir_push_token(self) -> str | None:
-        try:
-            return self.secrets.get("fhir_push_token")
-        except MissingSecretError:
-            return None
+        return self.secrets.find("fhir_push_token")
 
     # --- web hook context -------------------------------------------------------------
 
@@ -426,16 +423,10 @@ class Service:
         return self.clock.now()
 
     def twilio_auth_token(self) -> str | None:
-        try:
-            return self.secrets.get("twilio_auth_token")
-        except MissingSecretError:
-            return None
+        return self.secrets.find("twilio_auth_token")
 
     def sender_name(self, phone: str) -> str | None:
-        for recipient in self.config.routing.recipients.values():
-            if any(c.address == phone for c in recipient.contacts):
-                return recipient.label
-        return None
+        return self.config.routing.recipient_label(phone)
 
 
 class _QuietServer:

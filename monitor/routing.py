@@ -88,6 +88,13 @@ class Routing:
     batch: int = 50
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def recipient_label(self, address: str) -> str | None:
+        """Who a phone number or address belongs to (an SMS reply names its sender)."""
+        for recipient in self.recipients.values():
+            if any(c.address == address for c in recipient.contacts):
+                return recipient.label
+        return None
+
     def route_for(self, rule: str, severity: str) -> Route | None:
         for route in self.routes:
             if route.matches(rule, severity):

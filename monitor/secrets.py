@@ -48,6 +48,13 @@ class SecretSource:
         """The environment variable that may hold secret `name`."""
         return f"MONITOR_{name.upper()}"
 
+    def find(self, name: str) -> str | None:
+        """The secret, or None when it is configured nowhere (an optional feature)."""
+        try:
+            return self.get(name)
+        except MissingSecretError:
+            return None
+
     def get(self, name: str) -> str:
         """The secret's value, with trailing newlines removed (credential files end in one)."""
         if not _NAME.fullmatch(name):

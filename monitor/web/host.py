@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from monitor.clock import Clock, SystemClock
 from monitor.core.protocol import Protocol as ClinicalProtocol
 from monitor.routing import Routing, parse_routing
-from monitor.secrets import MissingSecretError, SecretSource
+from monitor.secrets import SecretSource
 from monitor.settings import Settings, SettingsError
 from monitor.store.db import make_engine
 
@@ -110,16 +110,10 @@ class StandaloneHost:
         return self.clock.now()
 
     def twilio_auth_token(self) -> str | None:
-        try:
-            return self.secrets.get("twilio_auth_token")
-        except MissingSecretError:
-            return None
+        return self.secrets.find("twilio_auth_token")
 
     def sender_name(self, phone: str) -> str | None:
-        for recipient in self.config.routing.recipients.values():
-            if any(c.address == phone for c in recipient.contacts):
-                return recipient.label
-        return None
+        return self.config.routing.recipient_label(phone)
 
 
 def _mapping(settings: Settings) -> Any:
