@@ -24,7 +24,7 @@ def _sign(inclusive: bool) -> str:
 def stop_action(protocol: Protocol) -> str:
     return (
         "STOP azathioprine now. Hepatotoxicity has recurred on re-challenge: "
-        f"consider alternatives ({protocol.alternatives})."
+        f"consider alternatives: {protocol.alternatives}."
     )
 
 
