@@ -32,7 +32,7 @@ from monitor.services.dispatch import Dispatcher, recover_orphans
 from monitor.services.escalation import escalate_due
 from monitor.services.evaluate import due_patients, evaluate_patient, new_code
 from monitor.services.ingest import PayloadResult, ingest_payload
-from monitor.settings import Settings, SettingsError, load_settings
+from monitor.settings import Settings, SettingsError, load_settings, state_dir
 from monitor.sources import load_mapping
 from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import AlertRow, PatientRow
@@ -331,7 +331,7 @@ class Service:
             self.sources.append(listener)
         csv = conf.get("csv", {})
         if csv.get("enabled"):
-            folder = CSVFolder(csv, self.ingest, self.config.settings.path.parent, self.clock.now)
+            folder = CSVFolder(csv, self.ingest, state_dir(), self.clock.now)
             await folder.start()
             self.sources.append(folder)
             self.scheduler.add_job(

@@ -28,7 +28,8 @@ class CSVFolder:
     def __init__(
         self, settings: Mapping[str, Any], ingest: Ingest, base: Path, now: Callable[[], datetime]
     ) -> None:
-        folder = Path(str(settings.get("dir", "var/inbox")))
+        """A relative `dir` is taken from `base`, the service's state directory."""
+        folder = Path(str(settings.get("dir", "inbox")))
         self.dir = folder if folder.is_absolute() else base / folder
         self.min_age_s = float(settings.get("min_age_s", 2.0))
         self.ingest = ingest
