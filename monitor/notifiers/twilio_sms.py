@@ -141,7 +141,7 @@ class TwilioSmsNotifier:
                 alert_code=notification.alert_code,
             )
             text = f"{text} [{notification.alert_code}]"
-        return text
+        return f"{text} {delivery_ref(notification)}"
 
     async def send(self, notification: Notification) -> SendResult:
         params: dict[str, Any] = {"to": notification.address, "body": self.body(notification)}
@@ -194,9 +194,9 @@ class TwilioSmsNotifier:
         Twilio never accepted it ("not found at provider", transient: safe to resend).
         A failed or truncated listing cannot tell, so None.
 
-        Limits: Twilio's DateSent filter may leave out messages still queued, and a
-        different delivery of the same alert code to the same number in the window
-        also matches; both err towards "delivered".
+        The match needs both the alert code and this delivery's reference, so an
+        escalation or reminder to the same number is never taken for this send.
+        Limit: Twilio's DateSent filter may leave out messages still queued.
         """
         since = (datetime.now(UTC) - LOOKUP_WINDOW).strftime("%Y-%m-%d")
         try:
@@ -214,8 +214,10 @@ class TwilioSmsNotifier:
                 error=f"{type(exc).__name__}: {exc}",
             )
             return None
+        ref = delivery_ref(notification)
         for message in messages:
-            if notification.alert_code in (message.body or ""):
+            body = message.body or ""
+            if notification.alert_code in body and ref in body:
                 log.info(
                     "sms_lookup_found",
                     delivery_id=notification.delivery_id,
@@ -226,6 +228,11 @@ class TwilioSmsNotifier:
         if len(messages) >= LOOKUP_LIMIT:
             return None
         return SendResult("transient", error="not found at provider")
+
+
+def delivery_ref(notification: Notification) -> str:
+    """A short tag that makes each delivery's SMS findable at Twilio on its own."""
+    return f"(ref {notification.delivery_id})"
 
 
 # Twilio error codes for a recipient that can never receive from us; any other 4xx is

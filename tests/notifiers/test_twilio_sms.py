@@ -49,7 +49,7 @@ async def test_send_delivers_with_sid_and_body_read_back(
     assert result.provider_id == message.sid and message.sid.startswith("SM")
     assert message.to == notification.address
     assert message.from_ == FROM
-    assert message.body == notification.text
+    assert message.body == f"{notification.text} (ref {notification.delivery_id})"
     assert notification.alert_code in message.body
     assert message.status_callback is None
     assert all(r.authorized for r in fake_twilio.requests)
@@ -83,7 +83,9 @@ async def test_alert_code_is_appended_when_the_text_lacks_it(
 ) -> None:
     await sms.send(make_notification(text="ALT above stop line. Stop azathioprine."))
 
-    assert fake_twilio.messages[0].body == "ALT above stop line. Stop azathioprine. [A7K2Q]"
+    assert (
+        fake_twilio.messages[0].body == "ALT above stop line. Stop azathioprine. [A7K2Q] (ref 42)"
+    )
 
 
 @pytest.mark.parametrize("code", [21211, 21610, 21614, 21408])
@@ -165,9 +167,11 @@ async def test_hang_after_request_sent_is_unknown_within_the_timeout(
 async def test_lookup_finds_the_message_by_alert_code(
     sms: TwilioSmsNotifier, fake_twilio: FakeTwilioAPI, notification: Notification
 ) -> None:
-    fake_twilio.add_message(notification.address, "Lab monitor B9X1Z: other alert")
-    wanted = fake_twilio.add_message(notification.address, "Lab monitor A7K2Q: stop")
-    fake_twilio.add_message("+15550000000", "Lab monitor A7K2Q: another recipient")
+    fake_twilio.add_message(notification.address, "Lab monitor B9X1Z: other alert (ref 42)")
+    # An escalation of the same alert to the same number is another delivery: no match.
+    fake_twilio.add_message(notification.address, "ESCALATED Lab monitor A7K2Q (ref 57)")
+    wanted = fake_twilio.add_message(notification.address, "Lab monitor A7K2Q: stop (ref 42)")
+    fake_twilio.add_message("+15550000000", "Lab monitor A7K2Q: another recipient (ref 42)")
 
     result = await sms.lookup(notification)
 
@@ -182,7 +186,7 @@ async def test_lookup_finds_the_message_by_alert_code(
 async def test_lookup_follows_pages(
     sms: TwilioSmsNotifier, fake_twilio: FakeTwilioAPI, notification: Notification
 ) -> None:
-    wanted = fake_twilio.add_message(notification.address, "Lab monitor A7K2Q: stop")
+    wanted = fake_twilio.add_message(notification.address, "Lab monitor A7K2Q: stop (ref 42)")
     for i in range(60):  # newer messages push the match onto the second page
         fake_twilio.add_message(notification.address, f"Lab monitor OTHER{i}")
 
