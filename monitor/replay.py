@@ -103,7 +103,10 @@ def replay(
     try:
         with session_scope(engine) as session:
             enroll(session, scenario.patient, clock.now(), protocols, default_protocol)
+        until = utc(scenario.until)
         for event in scenario.events:
+            if utc(event.at) > until:
+                break  # the simulated clock stops at `until`
             clock.set(utc(event.at))
             with session_scope(engine) as session:
                 record_event(
@@ -116,7 +119,7 @@ def replay(
                     protocols,
                     source="replay",
                 )
-        clock.set(utc(scenario.until))
+        clock.set(until)
         with session_scope(engine) as session:
             evaluate_patient(session, patient_id, clock.now(), protocols)
             rows = session.exec(select(AlertRow).order_by(col(AlertRow.id))).all()

@@ -243,7 +243,12 @@ def error_path(loc: tuple[int | str, ...]) -> str:
 
 def describe(exc: ValidationError) -> str:
     """The first error of a validation failure as one line: `path: problem`."""
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # Of a union's failed branches, the one that got furthest names the field best
+    # (`baseline.alt[1]`, not "not a number" for the list as a whole).
+    err = max(errors, key=lambda e: sum(isinstance(p, int) for p in e["loc"]))
+    if err["loc"][:1] != errors[0]["loc"][:1]:
+        err = errors[0]
     path = error_path(tuple(err["loc"]))
     msg = err["msg"]
     if msg.startswith("Value error, "):

@@ -59,10 +59,19 @@ def state_dir() -> Path:
     return Path(os.environ.get("STATE_DIRECTORY", "var").split(":")[0])
 
 
+SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "config" / "monitor.toml"
+
+
 def config_path(explicit: str | Path | None = None) -> Path:
+    """--config, else $MONITOR_CONFIG, else ./config/monitor.toml, else the config that
+    ships beside the package (so `monitor replay` works from any directory)."""
     if explicit:
         return Path(explicit)
-    return Path(os.environ.get("MONITOR_CONFIG", str(DEFAULT_CONFIG)))
+    if os.environ.get("MONITOR_CONFIG"):
+        return Path(os.environ["MONITOR_CONFIG"])
+    if DEFAULT_CONFIG.exists() or not SHIPPED_CONFIG.exists():
+        return DEFAULT_CONFIG
+    return SHIPPED_CONFIG
 
 
 def load_settings(path: str | Path | None = None) -> Settings:

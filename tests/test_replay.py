@@ -53,7 +53,13 @@ EXPECTED_RULES = {
         "titration.escalation_due",
         "titration.target_reached",
     ],
-    "05-bilirubin-and-restart.json": ["enrollment.tpmt_deficient", "stop.bilirubin", "lab.overdue"],
+    "05-bilirubin-and-restart.json": [
+        "enrollment.tpmt_deficient",
+        "stop.bilirubin",
+        "stop.transaminase_symptomatic",
+        "stop.transaminase_symptomatic",
+        "lab.overdue",
+    ],
 }
 
 

@@ -79,3 +79,70 @@ def test_sweep_finds_patients_by_next_check_index(tmp_path: Path) -> None:
         row = s.get(PatientRow, "P-9")
         assert row is not None and row.next_check_at is not None
         assert row.next_check_at > first
+
+
+def test_future_results_are_refused_and_slightly_ahead_ones_judged_on_time(
+    tmp_path: Path,
+) -> None:
+    from monitor.services.intake import IntakeError
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    upgrade(engine)
+    with session_scope(engine) as s:
+        enroll(s, _patient(), T0, PROTOCOLS, SEED.id)
+    now = T0 + timedelta(days=2)
+    far = LabIn.model_validate(
+        {"kind": "lab", "at": (now + timedelta(hours=1)).isoformat(), "results": {"alt": 600}}
+    )
+    with session_scope(engine) as s:
+        try:
+            record_event(s, "P-9", "lab", far.at, far.payload(), now, PROTOCOLS)
+        except IntakeError as exc:
+            assert "in the future" in str(exc)
+        else:
+            raise AssertionError("a result an hour ahead was taken")
+    near_at = now + timedelta(minutes=2)
+    near = LabIn.model_validate({"kind": "lab", "at": near_at.isoformat(), "results": {"alt": 600}})
+    with session_scope(engine) as s:
+        _, alerts = record_event(s, "P-9", "lab", near.at, near.payload(), now, PROTOCOLS)
+        assert alerts == []  # not yet: its time has not come
+        row = s.get(PatientRow, "P-9")
+        assert row is not None and row.next_check_at == near_at
+    with session_scope(engine) as s:
+        assert due_patients(s, near_at) == ["P-9"]
+        assert [a.rule for a in evaluate_patient(s, "P-9", near_at, PROTOCOLS)] == [
+            "stop.transaminase"
+        ]
+
+
+def test_concurrent_evaluations_on_sqlite_store_each_alert_once(tmp_path: Path) -> None:
+    """SQLite has no SELECT ... FOR UPDATE: every transaction takes the write lock."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    setup = make_engine(url)
+    upgrade(setup)
+    with session_scope(setup) as s:
+        enroll(s, _patient(), T0, PROTOCOLS, SEED.id)
+    engines = [make_engine(url) for _ in range(6)]
+    barrier = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def evaluate(engine):  # type: ignore[no-untyped-def]
+        barrier.wait()
+        try:
+            with session_scope(engine) as s:
+                evaluate_patient(s, "P-9", T0 + timedelta(days=20), PROTOCOLS)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=evaluate, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with session_scope(setup) as s:
+        assert [a.rule for a in s.exec(select(AlertRow))] == ["lab.overdue"]
+    for e in (*engines, setup):
+        e.dispose()

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from monitor.core.protocol import Protocol
 
 
+def at_least(value: float, limit: float) -> bool:
+    """`value >= limit`, where a limit computed as multiple x baseline may carry float
+    rounding (3 x 22.1 = 66.30000000000001): a value exactly at the line meets it."""
+    return value >= limit or math.isclose(value, limit, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def above(value: float, limit: float) -> bool:
+    """`value > limit`, not merely by float rounding."""
+    return value > limit and not math.isclose(value, limit, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def floor_tenth(value: float) -> float:
+    """Round down to one decimal, so 6.96 days reads 6.9, never the 7 it falls short of."""
+    return math.floor(value * 10) / 10
+
+
 def baseline_is_abnormal(baseline: float | None, uln: float) -> bool:
-    return baseline is not None and baseline > uln
+    return baseline is not None and above(baseline, uln)
 
 
 def ctcae_grade(
@@ -23,13 +40,13 @@ def ctcae_grade(
     bounds = protocol.grading[analyte]
     if baseline_is_abnormal(baseline, uln):
         assert baseline is not None
-        ratio, limits = value / baseline, bounds.baseline
-        grade = 1 if ratio >= limits[0] else 0
+        ref, limits = baseline, bounds.baseline
+        grade = 1 if at_least(value, limits[0] * ref) else 0
     else:
-        ratio, limits = value / uln, bounds.uln
-        grade = 1 if ratio > limits[0] else 0
+        ref, limits = uln, bounds.uln
+        grade = 1 if above(value, limits[0] * ref) else 0
     for g in (2, 3, 4):
-        if ratio > limits[g - 1]:
+        if above(value, limits[g - 1] * ref):
             grade = g
     return grade
 
@@ -69,9 +86,9 @@ def injury_pattern(
     if "alt" not in values or "alp" not in values or values["alp"] <= 0:
         return Pattern(None, None)
     r = (values["alt"] / uln["alt"]) / (values["alp"] / uln["alp"])
-    if r >= protocol.pattern.hepatocellular_min_r:
+    if at_least(r, protocol.pattern.hepatocellular_min_r):
         name = "hepatocellular"
-    elif r <= protocol.pattern.cholestatic_max_r:
+    elif not above(r, protocol.pattern.cholestatic_max_r):
         name = "cholestatic"
     else:
         name = "mixed"
@@ -83,10 +100,13 @@ def potential_hys_law(
 ) -> bool:
     h = protocol.hys_law
     transaminase = any(
-        a in values and values[a] >= h.transaminase_uln_multiple * uln[a] for a in ("alt", "ast")
+        a in values and at_least(values[a], h.transaminase_uln_multiple * uln[a])
+        for a in ("alt", "ast")
     )
-    bilirubin = (
-        "bilirubin" in values and values["bilirubin"] >= h.bilirubin_uln_multiple * uln["bilirubin"]
+    bilirubin = "bilirubin" in values and at_least(
+        values["bilirubin"], h.bilirubin_uln_multiple * uln["bilirubin"]
     )
-    alp_ok = "alp" not in values or values["alp"] < h.alp_below_uln_multiple * uln["alp"]
+    alp_ok = "alp" not in values or not at_least(
+        values["alp"], h.alp_below_uln_multiple * uln["alp"]
+    )
     return transaminase and bilirubin and alp_ok

@@ -209,33 +209,45 @@ def _merged(
     return values, ulns
 
 
-def panel_under_review(state: PatientState, protocol: Protocol) -> PanelView | None:
-    """The panel the current trigger asks the lab rules to judge, if any."""
+def panels_under_review(state: PatientState, protocol: Protocol) -> list[PanelView]:
+    """The panels the current trigger asks the lab rules to judge, oldest first.
+
+    A lab result is judged with the symptoms that count at its draw. A symptom
+    report re-evaluates every liver panel of the cycle drawn in the window before it
+    (replay contract: a panel is taken together with every report arriving within 7
+    days after it).
+    """
     trigger = state.trigger
     if isinstance(trigger, LabEvent):
         merged, ulns = _merged(state, trigger, protocol)
-        return PanelView(
-            lab=trigger,
-            at=trigger.at,
-            own=dict(trigger.results),
-            merged=merged,
-            uln=ulns,
-            symptoms=state.active_symptoms(trigger.at, protocol),
-            via_symptoms=False,
-        )
+        return [
+            PanelView(
+                lab=trigger,
+                at=trigger.at,
+                own=dict(trigger.results),
+                merged=merged,
+                uln=ulns,
+                symptoms=state.active_symptoms(trigger.at, protocol),
+                via_symptoms=False,
+            )
+        ]
     if isinstance(trigger, SymptomEvent) and trigger.symptoms:
-        panel = state.latest_panel()
         window = timedelta(days=protocol.symptoms.reevaluate_panel_within_days)
-        if panel is None or trigger.at - panel.at > window:
-            return None
-        merged, ulns = _merged(state, panel, protocol)
-        return PanelView(
-            lab=panel,
-            at=trigger.at,
-            own=dict(panel.results),
-            merged=merged,
-            uln=ulns,
-            symptoms=state.active_symptoms(trigger.at, protocol),
-            via_symptoms=True,
-        )
-    return None
+        views = []
+        for panel in state.panels():
+            if not timedelta(0) <= trigger.at - panel.at < window:
+                continue
+            merged, ulns = _merged(state, panel, protocol)
+            views.append(
+                PanelView(
+                    lab=panel,
+                    at=trigger.at,
+                    own=dict(panel.results),
+                    merged=merged,
+                    uln=ulns,
+                    symptoms=state.active_symptoms(trigger.at, protocol),
+                    via_symptoms=True,
+                )
+            )
+        return views
+    return []

@@ -149,6 +149,9 @@ def escalation(state: PatientState, now: datetime, protocol: Protocol) -> Escala
     symptoms = state.active_symptoms(now, protocol)
     if symptoms:
         return Escalation(False, f"symptoms active: {', '.join(sorted(symptoms))}", nxt)
+    dl = deadline(state, protocol)
+    if dl is not None and now >= dl.fire_at:
+        return Escalation(False, "liver tests are overdue", nxt)
     return Escalation(True, f"may step up to {nxt:g} mg/day", nxt)
 
 

@@ -4,9 +4,11 @@ A rule is `(state, now, protocol) -> list[Finding]`. It reads the state (and its
 trigger: the lab result, symptom report, dose change or passing of time that is
 being evaluated) and says what fires. The registry applies what holds for every
 rule at once: a (rule, key) pair fires at most once, and the episode rules of the
-replay contract: once therapy is stopped (a stop alert or a clinician's stop),
-nothing more is raised until a dose event restarts it, and the evaluation in which a
-stop criterion is met raises only its stop alerts.
+replay contract: once therapy is stopped (a stop alert or a clinician's stop), no
+deadline, titration or warning alert is raised until a dose event restarts it (stop
+criteria still are: liver injury can progress after stopping); the evaluation in
+which a stop criterion is met raises only its stop alerts; and no escalation advice
+goes out in an evaluation that raises a warning.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ Rule = Callable[[PatientState, datetime, Protocol], list[Finding]]
 
 RULES: dict[str, Rule] = {}
 
-SUPPRESSED_WHILE_STOPPED = ("stop.", "lab.", "titration.", "warn.")
+SUPPRESSED_WHILE_STOPPED = ("lab.", "titration.", "warn.")
 AREA_ORDER = ("enrollment", "stop", "warn", "lab", "titration")
 
 
@@ -53,6 +55,8 @@ def evaluate(state: PatientState, protocol: Protocol) -> list[Finding]:
         found = [f for f in found if not f.rule.startswith(SUPPRESSED_WHILE_STOPPED)]
     if any(f.is_stop for f in found):
         found = [f for f in found if f.is_stop or f.rule.startswith("enrollment.")]
+    if any(f.rule.startswith("warn.") for f in found):
+        found = [f for f in found if f.rule != "titration.escalation_due"]
     return sorted(found, key=lambda f: AREA_ORDER.index(f.rule.split(".", 1)[0]))
 
 

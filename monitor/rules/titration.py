@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from monitor.core.clinical import above, at_least, floor_tenth
 from monitor.core.domain import DoseEvent, Enrolled, Finding
 from monitor.core.protocol import Protocol
 from monitor.core.state import PatientState
@@ -51,8 +52,8 @@ def escalation_due(state: PatientState, now: datetime, protocol: Protocol) -> li
 def target_reached(state: PatientState, now: datetime, protocol: Protocol) -> list[Finding]:
     trig = _dose_trigger(state)
     limit = max_dose(state.patient, protocol)
-    if trig is None or trig[1] < limit:
-        return []
+    if trig is None or trig[1] < limit or _above_limit(state, trig[1], protocol)[0]:
+        return []  # a dose over the limit is dose_above_limit's to say, not "reached"
     if state.previous_dose_mg is not None and state.previous_dose_mg >= limit:
         return []
     message = (
@@ -72,17 +73,15 @@ def target_reached(state: PatientState, now: datetime, protocol: Protocol) -> li
     ]
 
 
-@rule("titration.dose_above_limit")
-def dose_above_limit(state: PatientState, now: datetime, protocol: Protocol) -> list[Finding]:
-    trig = _dose_trigger(state)
-    if trig is None:
-        return []
-    dose = trig[1]
+def _above_limit(
+    state: PatientState, dose: float, protocol: Protocol
+) -> tuple[list[str], dict[str, float]]:
+    """Why `dose` is above this patient's maximum (empty when it is not)."""
     reasons: list[str] = []
     thresholds: dict[str, float] = {}
     per_kg = protocol.dosing.max_mg_per_kg * state.patient.weight_kg
     thresholds["mg_per_kg_limit"] = per_kg
-    if dose > per_kg:
+    if above(dose, per_kg):
         reasons.append(
             f"more than {fmt(protocol.dosing.max_mg_per_kg)} mg/kg/day "
             f"({fmt(per_kg)} mg at {fmt(state.patient.weight_kg)} kg)"
@@ -90,12 +89,21 @@ def dose_above_limit(state: PatientState, now: datetime, protocol: Protocol) -> 
     toxic = state.patient.prior_toxic_dose_mg
     if protocol.dosing.below_prior_toxic_dose and toxic is not None:
         thresholds["prior_toxic_dose_mg"] = toxic
-        if dose >= toxic:
+        if at_least(dose, toxic):
             reasons.append(f"not below the dose that caused hepatotoxicity ({fmt(toxic)} mg)")
+    return reasons, thresholds
+
+
+@rule("titration.dose_above_limit")
+def dose_above_limit(state: PatientState, now: datetime, protocol: Protocol) -> list[Finding]:
+    trig = _dose_trigger(state)
+    if trig is None:
+        return []
+    reasons, thresholds = _above_limit(state, trig[1], protocol)
     if not reasons:
         return []
     message = (
-        f"Dose {fmt(dose)} mg/day is above this patient's maximum: {'; '.join(reasons)}. "
+        f"Dose {fmt(trig[1])} mg/day is above this patient's maximum: {'; '.join(reasons)}. "
         f"Reduce to at most {fmt(max_dose(state.patient, protocol))} mg/day."
     )
     return [
@@ -158,9 +166,9 @@ def step_too_early(state: PatientState, now: datetime, protocol: Protocol) -> li
     minimum = protocol.dosing.step_interval_min_days
     if event.at - previous_at >= timedelta(days=minimum):
         return []
-    days = (event.at - previous_at) / timedelta(days=1)
+    days = floor_tenth((event.at - previous_at) / timedelta(days=1))
     message = (
-        f"Dose increased {fmt(round(days, 1))} days after the previous dose change; the protocol "
+        f"Dose increased {fmt(days)} days after the previous dose change; the protocol "
         f"asks for at least {minimum} days between steps. Review the dose and check LFTs."
     )
     return [

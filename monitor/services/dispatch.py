@@ -64,7 +64,8 @@ class Dispatcher:
 
     @property
     def lease(self) -> timedelta:
-        return timedelta(seconds=self.routing.send_timeout_s * 2 + 30)
+        # a reclaimed send may look up, send and look up again: three timeouts
+        return timedelta(seconds=self.routing.send_timeout_s * 3 + 30)
 
     # --- claim ----------------------------------------------------------------------
 

@@ -122,7 +122,10 @@ def evaluate_patient(
             code=alert.code,
             at=f.at.isoformat(),
         )
-    row.next_check_at = result.position.next_check_at
+    later = [e.at for e in event_rows(session, patient_id) if e.at > now]
+    candidates = [t for t in (result.position.next_check_at, min(later, default=None)) if t]
+    # An event a little ahead of our clock is judged when its time comes.
+    row.next_check_at = min(candidates, default=None)
     row.evaluated_at = now
     session.add(row)
     session.flush()

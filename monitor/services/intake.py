@@ -8,7 +8,7 @@ web console and every lab source come through here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -21,6 +21,9 @@ from monitor.services.evaluate import evaluate_patient, lock_patient
 from monitor.store.models import AlertRow, EventRow, PatientIdentifierRow, PatientRow
 
 log = structlog.get_logger(__name__)
+
+
+FUTURE_TOLERANCE = timedelta(minutes=5)  # clock skew between a lab system and us
 
 
 class IntakeError(ValueError):
@@ -92,6 +95,11 @@ def record_event(
     `evaluate=False` is for callers that store several events of one message and
     evaluate once at the end (one notification per message)."""
     row = lock_patient(session, patient_id)
+    if at > now + FUTURE_TOLERANCE:
+        raise IntakeError(
+            f"at: {at.isoformat()} is in the future (now {now.isoformat()}); a result "
+            "cannot be judged before it is drawn: check the sender's clock and time zone"
+        )
     if at < row.start:
         raise IntakeError(
             f"at: {at.isoformat()} is before the patient's start ({row.start.isoformat()})"

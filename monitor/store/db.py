@@ -27,12 +27,21 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # We issue BEGIN ourselves (below): pysqlite's own would start transactions late
+    # and as DEFERRED, so two writers could both read, then clash on insert.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _sqlite_begin_immediate(conn: Any) -> None:
+    """Take SQLite's write lock at the start of every transaction: evaluations of one
+    patient then run one after the other (what SELECT ... FOR UPDATE does elsewhere)."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -46,6 +55,7 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -66,16 +76,17 @@ def upgrade(engine: Engine) -> None:
     cfg = alembic_config(str(engine.url.render_as_string(hide_password=False)))
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
         if sqlite:
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()
+            assert raw is not None
+            raw.execute("PRAGMA foreign_keys=OFF")  # outside any transaction, or ignored
         with conn.begin():
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
         if sqlite:
-            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-            conn.commit()
+            assert raw is not None
+            broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+            raw.execute("PRAGMA foreign_keys=ON")
             if broken:
                 raise RuntimeError(f"migration left broken foreign keys: {broken[:5]}")
 

@@ -22,7 +22,12 @@ def test_escalation_waits_for_a_normal_panel_after_the_change() -> None:
 
 def test_escalation_waits_for_symptoms_to_pass() -> None:
     s = Seq()
-    events = [s.lab(day(3), alt=20.0), s.symptoms(day(5), "fatigue"), s.lab(day(6), alt=20.0)]
+    events = [
+        s.lab(day(3), alt=20.0),
+        s.symptoms(day(5), "fatigue"),
+        s.lab(day(6), alt=20.0),
+        s.lab(day(10), alt=20.0),
+    ]
     result = run_events(events, until=day(13))
     assert [f.at for f in result.findings if f.rule == "titration.escalation_due"] == [day(12)]
 
@@ -111,28 +116,63 @@ def test_symptom_report_more_than_7_days_after_panel_does_not_re_evaluate() -> N
     assert "stop.transaminase_symptomatic" not in rules_fired(result)
 
 
-def test_nothing_after_a_stop_until_restart() -> None:
+def test_after_a_stop_only_stop_criteria_until_restart() -> None:
+    """Contract: no lab.overdue, titration.* or new warn.* after a stop; stop criteria
+    still fire (the injury can progress), each once per lab result."""
     s = Seq()
     events = [
         s.lab(day(3), alt=20.0),
         s.stop(day(4), "rash"),
-        s.lab(day(10), alt=80.0),
-        s.symptoms(day(11), "nausea"),
+        s.lab(day(10), alt=80.0),  # a warning if on therapy: suppressed
+        s.symptoms(day(11), "nausea"),  # re-evaluates day 10: 80 >= 3 x 22 with symptoms
         s.lab(day(12), alt=900.0),
         s.dose(day(30), 50.0),
         s.lab(day(31), alt=40.0),
     ]
     result = run_events(events, until=day(32))
-    after_stop = [f for f in result.findings if day(4) <= f.at < day(30)]
-    assert after_stop == []
+    while_stopped = [(f.rule, f.at) for f in result.findings if day(4) <= f.at < day(30)]
+    assert while_stopped == [
+        ("stop.transaminase_symptomatic", day(11)),
+        ("stop.transaminase", day(12)),
+        ("stop.transaminase_symptomatic", day(12)),
+        ("stop.grade4", day(12)),
+    ]
+    already = next(f for f in result.findings if f.at == day(12))
+    assert "already stopped on" in already.message and "recurred" in already.message
     assert [f.rule for f in result.findings if f.at >= day(30)] == ["warn.transaminase_elevated"]
+
+
+def test_symptom_report_re_evaluates_every_panel_of_the_past_7_days() -> None:
+    s = Seq()
+    events = [s.lab(day(2), alt=70.0), s.lab(day(3), alt=30.0), s.symptoms(day(4), "nausea")]
+    result = run_events(events)
+    stop = next(f for f in result.findings if f.rule == "stop.transaminase_symptomatic")
+    assert stop.event_id == events[0].id and stop.at == day(4)
+
+
+def test_escalation_not_advised_in_the_evaluation_that_warns() -> None:
+    s = Seq()
+    result = run_events([s.lab(day(8), alt=50.0)], until=day(8))
+    assert "titration.escalation_due" not in rules_fired(result)
+    assert "warn.transaminase_elevated" in rules_fired(result)
+
+
+def test_escalation_not_advised_while_liver_tests_are_overdue() -> None:
+    s = Seq()
+    events = [s.lab(day(2), alt=20.0), s.lab(day(6), alt=20.0), s.symptoms(day(4), "fatigue")]
+    events.sort(key=lambda e: e.at)
+    result = run_events(events, until=day(12))
+    due = [f for f in result.findings if f.rule == "titration.escalation_due"]
+    assert due == []  # symptoms end on day 11, when LFTs are already overdue (day 11)
+    assert result.position.escalation_reason == "liver tests are overdue"
 
 
 def test_stop_alert_silences_warnings_titration_and_deadlines() -> None:
     s = Seq()
     events = [s.lab(day(3), alt=600.0), s.symptoms(day(4), "nausea")]
     result = run_events(events, until=day(40))
-    assert rules_fired(result) == ["stop.transaminase"]
+    # The report re-evaluates the panel (a stop criterion); nothing else is raised.
+    assert rules_fired(result) == ["stop.transaminase", "stop.transaminase_symptomatic"]
 
 
 def test_dose_after_a_stop_alert_is_a_restart() -> None:
