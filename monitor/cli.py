@@ -878,6 +878,9 @@ def ingest_cmd(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="A file of HL7 v2 messages, FHIR JSON or CSV")],
     fmt: Annotated[str | None, typer.Option("--format", help="hl7 | fhir | csv")] = None,
+    timezone: Annotated[
+        str, typer.Option("--timezone", help="Zone of times sent without an offset")
+    ] = "UTC",
 ) -> None:
     """Back-load lab results through the same parsers and intake as the live sources."""
     from monitor.services.ingest import ingest_payload
@@ -891,6 +894,12 @@ def ingest_cmd(
         fail(f"{path}: cannot read ({exc.strerror})")
     if fmt is not None and fmt not in FORMATS:
         fail(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    from monitor.sources.base import timezone_of
+
+    try:
+        timezone_of({"timezone": timezone})
+    except ValueError as exc:
+        fail(f"--{exc}")
     if fmt is None:
         try:
             fmt = detect_format(path, raw.decode("utf-8", errors="replace"))
@@ -908,6 +917,7 @@ def ingest_cmd(
             c.mapping(),
             source_name=path.name,
             whole=(fmt == "csv"),
+            assume_tz=timezone,
         )
     typer.echo(
         f"{path.name}: {out.stored} stored, {out.duplicates} duplicate(s), "

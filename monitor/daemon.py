@@ -388,7 +388,12 @@ class Service:
     # --- sources --------------------------------------------------------------------
 
     def ingest(
-        self, payload: bytes | str, fmt: str, source: str, whole: bool = False
+        self,
+        payload: bytes | str,
+        fmt: str,
+        source: str,
+        whole: bool = False,
+        assume_tz: str = "UTC",
     ) -> PayloadResult:
         """Parse and store (or quarantine) a payload; committed before this returns, so a
         source may acknowledge. Safe to call from a worker thread."""
@@ -404,6 +409,7 @@ class Service:
                 self.mapping,
                 source_name=source,
                 whole=whole,
+                assume_tz=assume_tz,
             )
         if out.alerts:
             self.wake_dispatcher()

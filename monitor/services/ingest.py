@@ -137,6 +137,7 @@ def ingest_message(
     protocols: Mapping[str, Protocol],
     routing: Routing | None,
     retry_of: int | None = None,
+    assume_tz: str = "UTC",
 ) -> IngestResult:
     """Store one message's results (and evaluate), or quarantine it. One transaction."""
     seen = session.exec(
@@ -149,7 +150,11 @@ def ingest_message(
     if seen is None:
         seen = InboundMessageRow(source=source, message_id=msg.message_id, received_at=now, raw=raw)
     notes = [str(p) for p in msg.problems if p.effect != "quarantine"]
-    detail = {"problems": [str(p) for p in msg.problems], "sender": msg.sender}
+    detail = {
+        "problems": [str(p) for p in msg.problems],
+        "sender": msg.sender,
+        "assume_tz": assume_tz,
+    }
 
     def hold(reason: str) -> IngestResult:
         seen.outcome = "quarantined"
@@ -293,6 +298,7 @@ def ingest_payload(
     mapping: Any = None,
     source_name: str = "payload",
     whole: bool = False,
+    assume_tz: str = "UTC",
 ) -> PayloadResult:
     """Parse and ingest a payload. With `whole` (CSV files) it is all or nothing: if any
     part cannot be used, nothing is stored and the payload is quarantined as one."""
@@ -301,30 +307,68 @@ def ingest_payload(
 
     text = payload if isinstance(payload, str) else payload.decode("utf-8", errors="replace")
     try:
-        messages = parse(payload, fmt, mapping=mapping, source_name=source_name)  # type: ignore[arg-type]
+        messages = parse(
+            payload,
+            fmt,  # type: ignore[arg-type]
+            mapping=mapping,
+            source_name=source_name,
+            assume_tz=assume_tz,
+        )
     except ParseError as exc:
         details = [str(p) for p in exc.problems]
-        q = quarantine(session, source, fmt, text, exc.reason, now, None, {"problems": details})
+        q = quarantine(
+            session,
+            source,
+            fmt,
+            text,
+            exc.reason,
+            now,
+            None,
+            {"problems": details, "assume_tz": assume_tz},
+        )
         return PayloadResult(quarantine_id=q.id, reason=exc.reason, problems=details)
     out = PayloadResult()
     if whole:
         nested = session.begin_nested()
         for msg in messages:
             result = ingest_message(
-                session, msg, raw_of(msg, text), source, now, protocols, routing
+                session,
+                msg,
+                raw_of(msg, text),
+                source,
+                now,
+                protocols,
+                routing,
+                assume_tz=assume_tz,
             )
             out.results.append(result)
             if result.outcome == "quarantined":
                 nested.rollback()
                 reason = f"{source_name}: {result.reason}; nothing in the file was taken in"
                 q = quarantine(
-                    session, source, fmt, text, reason, now, None, {"message_id": msg.message_id}
+                    session,
+                    source,
+                    fmt,
+                    text,
+                    reason,
+                    now,
+                    None,
+                    {"message_id": msg.message_id, "assume_tz": assume_tz},
                 )
                 return PayloadResult(quarantine_id=q.id, reason=reason)
         nested.commit()
         return out
     for msg in messages:
         out.results.append(
-            ingest_message(session, msg, raw_of(msg, text), source, now, protocols, routing)
+            ingest_message(
+                session,
+                msg,
+                raw_of(msg, text),
+                source,
+                now,
+                protocols,
+                routing,
+                assume_tz=assume_tz,
+            )
         )
     return out

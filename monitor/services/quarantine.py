@@ -68,8 +68,14 @@ def retry_quarantined(
     row = get(session, row_id)
     if row.state != "waiting":
         raise QuarantineError(f"id: item {row_id} is {row.state}, not waiting")
+    assume_tz = str(row.detail.get("assume_tz", "UTC"))
     try:
-        messages = parse(row.raw, row.format, mapping=mapping)  # type: ignore[arg-type]
+        messages = parse(
+            row.raw,
+            row.format,  # type: ignore[arg-type]
+            mapping=mapping,
+            assume_tz=assume_tz,
+        )
     except ParseError as exc:
         row.reason = exc.reason
         session.add(row)
@@ -78,7 +84,15 @@ def retry_quarantined(
         messages = [m for m in messages if m.message_id == row.message_id]
         results: list[IngestResult] = [
             ingest_message(
-                session, m, m.raw or row.raw, row.source, now, protocols, routing, retry_of=row.id
+                session,
+                m,
+                m.raw or row.raw,
+                row.source,
+                now,
+                protocols,
+                routing,
+                retry_of=row.id,
+                assume_tz=assume_tz,
             )
             for m in messages
         ]
@@ -87,7 +101,16 @@ def retry_quarantined(
     else:
         nested = session.begin_nested()
         out = ingest_payload(
-            session, row.raw, row.format, row.source, now, protocols, routing, mapping, whole=True
+            session,
+            row.raw,
+            row.format,
+            row.source,
+            now,
+            protocols,
+            routing,
+            mapping,
+            whole=True,
+            assume_tz=assume_tz,
         )
         ok = out.quarantine_id is None
         if not ok:

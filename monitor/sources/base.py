@@ -7,7 +7,9 @@ store itself.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from monitor.services.ingest import PayloadResult
 
@@ -16,8 +18,23 @@ class Ingest(Protocol):
     """The service's door: parse, store or quarantine, commit, then return."""
 
     def __call__(
-        self, payload: bytes | str, fmt: str, source: str, whole: bool = False
+        self,
+        payload: bytes | str,
+        fmt: str,
+        source: str,
+        whole: bool = False,
+        assume_tz: str = "UTC",
     ) -> PayloadResult: ...
+
+
+def timezone_of(settings: Mapping[str, Any]) -> str:
+    """The zone of times a sender gives without an offset (`timezone`, default UTC)."""
+    zone = str(settings.get("timezone", "UTC"))
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"timezone: unknown time zone {zone!r}") from exc
+    return zone
 
 
 class Source(Protocol):

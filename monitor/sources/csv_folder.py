@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from monitor.sources.base import Ingest
+from monitor.sources.base import Ingest, timezone_of
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +34,7 @@ class CSVFolder:
         self.min_age_s = float(settings.get("min_age_s", 2.0))
         self.ingest = ingest
         self.now = now
+        self.timezone = timezone_of(settings)
 
     async def start(self) -> None:
         for sub in ("", "processed", "quarantine"):
@@ -58,7 +59,7 @@ class CSVFolder:
 
     def take(self, path: Path) -> None:
         raw = path.read_bytes()
-        out = self.ingest(raw, "csv", self.name, whole=True)
+        out = self.ingest(raw, "csv", self.name, whole=True, assume_tz=self.timezone)
         if out.quarantine_id is None:
             shutil.move(str(path), self.dir / "processed" / path.name)
             log.info("csv.processed", file=path.name, stored=out.stored, duplicates=out.duplicates)

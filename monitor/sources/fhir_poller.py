@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from monitor.core.protocol import Protocol
 from monitor.routing import Routing
 from monitor.services.ingest import IngestResult, ingest_message, quarantine
+from monitor.sources.base import timezone_of
 from monitor.sources.fhir import parse_fhir
 from monitor.sources.model import ParseError
 from monitor.store.db import session_scope
@@ -67,6 +68,7 @@ class FhirPoller:
         self.context = context
         self.now = now
         self.on_alerts = on_alerts
+        self.timezone = timezone_of(settings)
         self.client = client or httpx.Client(timeout=float(settings.get("timeout_s", 20)))
 
     async def start(self) -> None:
@@ -126,14 +128,21 @@ class FhirPoller:
                 version = meta.get("versionId") or meta.get("lastUpdated") or ""
                 raw = json.dumps(resource)
                 try:
-                    messages = parse_fhir(raw, mapping=mapping)
+                    messages = parse_fhir(raw, mapping=mapping, assume_tz=self.timezone)
                 except ParseError as exc:
                     quarantine(session, self.name, "fhir", raw, exc.reason, now)
                     continue
                 for msg in messages:
                     msg = replace(msg, message_id=f"{msg.message_id}@{version}")
                     result: IngestResult = ingest_message(
-                        session, msg, raw, self.name, now, protocols, routing
+                        session,
+                        msg,
+                        raw,
+                        self.name,
+                        now,
+                        protocols,
+                        routing,
+                        assume_tz=self.timezone,
                     )
                     taken += result.outcome == "stored"
                     alerts = alerts or bool(result.alerts)

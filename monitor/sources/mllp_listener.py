@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from monitor.sources.base import Ingest
+from monitor.sources.base import Ingest, timezone_of
 from monitor.sources.hl7v2 import build_ack
 from monitor.sources.mllp import MLLPServer
 
@@ -29,6 +29,7 @@ class MLLPListener:
         self.host = str(settings.get("host", "127.0.0.1"))
         self.port = int(settings.get("port", 2575))
         self.ingest = ingest
+        self.timezone = timezone_of(settings)
         self.server = MLLPServer(self.host, self.port, self.handle)
 
     async def start(self) -> None:
@@ -42,7 +43,7 @@ class MLLPListener:
         return await asyncio.to_thread(self.handle_sync, text)
 
     def handle_sync(self, text: str) -> str:
-        out = self.ingest(text, "hl7", self.name)
+        out = self.ingest(text, "hl7", self.name, assume_tz=self.timezone)
         if out.quarantine_id is not None:
             return build_ack(text, "AR", out.reason or "message cannot be read")
         held = [r for r in out.results if r.outcome == "quarantined"]

@@ -124,11 +124,13 @@ async def test_no_ack_when_the_store_fails_then_the_resend_is_taken_once(rig: Ri
     enrol(rig, "P-1", start=rig.clock.now() - timedelta(days=2), identifiers=["HOSP:123"])
     calls = {"n": 0}
 
-    def dies_once(payload: bytes | str, fmt: str, source: str, whole: bool = False) -> Any:
+    def dies_once(
+        payload: bytes | str, fmt: str, source: str, whole: bool = False, assume_tz: str = "UTC"
+    ) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("process died between receive and commit")
-        return rig.service.ingest(payload, fmt, source, whole)
+        return rig.service.ingest(payload, fmt, source, whole, assume_tz)
 
     listener = MLLPListener({"host": "127.0.0.1", "port": 0}, dies_once)
     await listener.start()
@@ -298,3 +300,27 @@ async def test_csv_folder_whole_file_or_quarantine_with_report(rig: Rig, tmp_pat
     assert "row 3" in report and "value" in report
     assert len(events(rig)) == 1  # good.csv, one draw; nothing of bad.csv
     assert await folder.scan() == 0
+
+
+async def test_mllp_reads_times_without_offset_in_the_senders_zone(rig: Rig) -> None:
+    summer = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    rig.clock.set(summer)
+    enrol(rig, "P-1", start=summer - timedelta(days=3), identifiers=["HOSP:123"])
+    listener = MLLPListener(
+        {"host": "127.0.0.1", "port": 0, "timezone": "Europe/London"}, rig.service.ingest
+    )
+    await listener.start()
+    try:
+        # 10:00 London summer time, sent without an offset, is 09:00 UTC.
+        naive = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
+        [ack] = await exchange(listener.port, hl7("TZ1", "123", naive, alt=30))
+        assert msa(ack)[1] == "AA"
+        [event] = events(rig)
+        assert event.at == datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
+    finally:
+        await listener.stop()
+
+
+def test_unknown_source_timezone_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        MLLPListener({"timezone": "Mars/Olympus"}, lambda *a, **k: None)  # type: ignore[arg-type,return-value]
