@@ -19,6 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from monitor.clock import Clock, SystemClock
@@ -894,7 +895,7 @@ def ingest_cmd(
         fail(f"{path}: cannot read ({exc.strerror})")
     if fmt is not None and fmt not in FORMATS:
         fail(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
-    from monitor.sources.base import timezone_of
+    from monitor.sources.base import content_name, timezone_of
 
     try:
         timezone_of({"timezone": timezone})
@@ -915,9 +916,10 @@ def ingest_cmd(
             c.protocols(),
             c.routing(),
             c.mapping(),
-            source_name=path.name,
+            source_name=content_name(path.name, raw),
             whole=(fmt == "csv"),
             assume_tz=timezone,
+            commit_each=(fmt != "csv"),
         )
     typer.echo(
         f"{path.name}: {out.stored} stored, {out.duplicates} duplicate(s), "
@@ -1037,6 +1039,15 @@ def main(argv: list[str] | None = None) -> None:
     except (SettingsError, ProtocolError) as exc:
         typer.echo(f"error: {_one_line(exc)}", err=True)
         sys.exit(2)
+    except OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            typer.echo(
+                "error: the database is busy (another process is writing); nothing "
+                "was changed, try again",
+                err=True,
+            )
+            sys.exit(1)
+        raise
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -394,6 +394,7 @@ class Service:
         source: str,
         whole: bool = False,
         assume_tz: str = "UTC",
+        source_name: str | None = None,
     ) -> PayloadResult:
         """Parse and store (or quarantine) a payload; committed before this returns, so a
         source may acknowledge. Safe to call from a worker thread."""
@@ -407,7 +408,7 @@ class Service:
                 self.config.protocols,
                 self.config.routing,
                 self.mapping,
-                source_name=source,
+                source_name=source_name or source,
                 whole=whole,
                 assume_tz=assume_tz,
             )

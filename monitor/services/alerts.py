@@ -58,17 +58,7 @@ def acknowledge(
             changed.append(a)
         a.next_escalation_at = None
         session.add(a)
-    for d in session.exec(
-        select(DeliveryRow).where(
-            DeliveryRow.group_id == alert.group_id,
-            DeliveryRow.state == "pending",
-            col(DeliveryRow.purpose).in_(["escalation", "repeat"]),
-        )
-    ):
-        d.state = "cancelled"
-        d.last_error = f"acknowledged by {by.strip()}"
-        d.updated_at = now
-        session.add(d)
+    _cancel_escalations(session, alert, f"acknowledged by {by.strip()}", now)
     log.info(
         "alert.acknowledged",
         code=alert.code,
@@ -79,8 +69,27 @@ def acknowledge(
     return changed
 
 
+def _cancel_escalations(session: Session, alert: AlertRow, why: str, now: datetime) -> None:
+    """Escalation and reminder deliveries not yet sent are not sent: someone owns it."""
+    for d in session.exec(
+        select(DeliveryRow).where(
+            DeliveryRow.group_id == alert.group_id,
+            DeliveryRow.state == "pending",
+            col(DeliveryRow.purpose).in_(["escalation", "repeat"]),
+        )
+    ):
+        d.state = "cancelled"
+        d.last_error = why
+        d.updated_at = now
+        session.add(d)
+
+
 def resolve(session: Session, code: str, by: str, note: str, now: datetime) -> AlertRow:
     alert = by_code(session, code)
+    _cancel_escalations(session, alert, f"resolved by {by}", now)
+    for other in group_of(session, alert):
+        other.next_escalation_at = None
+        session.add(other)
     if alert.state == "open":
         alert.acknowledged_by = alert.acknowledged_by or by
         alert.acknowledged_at = alert.acknowledged_at or now

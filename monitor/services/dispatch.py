@@ -197,7 +197,7 @@ class Dispatcher:
             row.claimed_until = None
             row.updated_at = now
             outcome = result.outcome
-            if outcome == "transient" and row.attempts >= self.routing.max_attempts:
+            if outcome in ("transient", "unknown") and row.attempts >= self.routing.max_attempts:
                 outcome = "permanent"
                 result = SendResult(
                     "permanent", error=f"gave up after {row.attempts} attempts: {result.error}"
@@ -229,13 +229,17 @@ class Dispatcher:
     # --- one pass -------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Claim everything due, send concurrently (a hung provider blocks nobody else)."""
-        claimed = self.claim(self.clock.now())
+        """Claim everything due and send concurrently; each send is settled as soon as it
+        ends (a hung provider holds up nobody else). Database work runs off the loop."""
+        claimed = await asyncio.to_thread(self.claim, self.clock.now())
         if not claimed:
             return 0
-        results = await asyncio.gather(*(self._send(c) for c in claimed))
-        for c, result in zip(claimed, results, strict=True):
-            self.settle(c, result, self.clock.now())
+
+        async def send_and_settle(c: Claimed) -> None:
+            result = await self._send(c)
+            await asyncio.to_thread(self.settle, c, result, self.clock.now())
+
+        await asyncio.gather(*(send_and_settle(c) for c in claimed))
         return len(claimed)
 
 

@@ -8,6 +8,7 @@ words. A message id seen before is answered as a duplicate and stored once.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -108,7 +109,12 @@ def _draws(observations: tuple[Observation, ...]) -> dict[datetime, list[Observa
 
 
 def _supersede(
-    session: Session, patient_id: str, at: datetime, analytes: set[str], new_id: int
+    session: Session,
+    patient_id: str,
+    at: datetime,
+    analytes: set[str],
+    new_id: int,
+    only_preliminary: bool = False,
 ) -> int:
     """A corrected result replaces the stored value it corrects (same draw, same test)."""
     replaced = 0
@@ -121,10 +127,84 @@ def _supersede(
             col(EventRow.id) != new_id,
         )
     ):
+        if only_preliminary and not old.payload.get("preliminary", False):
+            continue
         if analytes & set(old.payload.get("results", {})):
             old.superseded_by = new_id
             session.add(old)
             replaced += 1
+    return replaced
+
+
+def digest_of(msg: LabMessage) -> str:
+    """What a message says, as a short hash: analyte, value, unit, ULN, time, status.
+
+    The same message id with the same digest is a resend; with another digest it is
+    an update (a new FHIR version, a re-sent export) that replaces the old values.
+    """
+    parts = sorted(
+        f"{o.analyte}|{o.value!r}|{o.uln!r}|{o.observed_at.isoformat()}|{o.status}"
+        for o in msg.observations
+    )
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def _resolve_waiting(
+    session: Session, source: str, message_id: str, now: datetime, why: str
+) -> None:
+    for row in session.exec(
+        select(QuarantineRow).where(
+            QuarantineRow.source == source,
+            QuarantineRow.message_id == message_id,
+            QuarantineRow.state == "waiting",
+        )
+    ):
+        row.state, row.resolved_at, row.resolution = "retried", now, why
+        session.add(row)
+
+
+def _already_stored(
+    session: Session,
+    patient_id: str,
+    at: datetime,
+    results: Mapping[str, float],
+    group: list[Observation],
+) -> bool:
+    """The same results of the same draw, already stored (e.g. by another route or under
+    another file name): storing them again would judge them, and alert, twice."""
+    status_final = all(o.status != "corrected" for o in group)
+    preliminary = all(o.status == "preliminary" for o in group)
+    for row in session.exec(
+        select(EventRow).where(
+            EventRow.patient_id == patient_id,
+            EventRow.kind == "lab",
+            EventRow.at == at,
+            col(EventRow.superseded_by).is_(None),
+        )
+    ):
+        if (
+            status_final
+            and row.payload.get("results") == dict(results)
+            and bool(row.payload.get("preliminary", False)) == preliminary
+        ):
+            return True
+    return False
+
+
+def _replace_earlier(session: Session, source: str, message_id: str, new_id: int) -> int:
+    """Events an earlier version of this message stored are superseded by the new ones."""
+    replaced = 0
+    for old in session.exec(
+        select(EventRow).where(
+            EventRow.source == source,
+            col(EventRow.source_ref).startswith(f"{message_id}@"),
+            col(EventRow.superseded_by).is_(None),
+            col(EventRow.id) != new_id,
+        )
+    ):
+        old.superseded_by = new_id
+        session.add(old)
+        replaced += 1
     return replaced
 
 
@@ -139,14 +219,23 @@ def ingest_message(
     retry_of: int | None = None,
     assume_tz: str = "UTC",
 ) -> IngestResult:
-    """Store one message's results (and evaluate), or quarantine it. One transaction."""
+    """Store one message's results (and evaluate), or quarantine it, never half of it.
+
+    All of a message's draws are stored in one savepoint: if any cannot be taken
+    (a time in the future, say), none is, and the message is quarantined whole.
+    """
+    digest = digest_of(msg)
     seen = session.exec(
         select(InboundMessageRow).where(
             InboundMessageRow.source == source, InboundMessageRow.message_id == msg.message_id
         )
     ).first()
-    if seen is not None and seen.outcome == "stored" and retry_of is None:
-        return IngestResult("duplicate", msg.message_id, notes=["message id seen before"])
+    update = False
+    if seen is not None and seen.outcome == "stored":
+        if seen.detail.get("digest") == digest:
+            _resolve_waiting(session, source, msg.message_id, now, "already taken in")
+            return IngestResult("duplicate", msg.message_id, notes=["message id seen before"])
+        update = True  # same id, new content: it replaces what the earlier one said
     if seen is None:
         seen = InboundMessageRow(source=source, message_id=msg.message_id, received_at=now, raw=raw)
     notes = [str(p) for p in msg.problems if p.effect != "quarantine"]
@@ -157,9 +246,10 @@ def ingest_message(
     }
 
     def hold(reason: str) -> IngestResult:
-        seen.outcome = "quarantined"
-        seen.detail = {"reason": reason}
-        session.add(seen)
+        if not update:  # a failed update leaves the earlier, stored version as it was
+            seen.outcome = "quarantined"
+            seen.detail = {"reason": reason}
+            session.add(seen)
         if retry_of is not None:
             row = session.get(QuarantineRow, retry_of)
             assert row is not None
@@ -203,8 +293,12 @@ def ingest_message(
             f"(re)start on {patient.start.isoformat()}: not part of this course"
         )
     result = IngestResult("stored", msg.message_id, patient_id=patient_id, notes=notes)
+    savepoint = session.begin_nested()
     for i, (at, group) in enumerate(sorted(_draws(msg.observations).items())):
         results = {o.analyte: o.value for o in group}
+        if _already_stored(session, patient_id, at, results, group):
+            result.notes.append(f"draw of {at.isoformat()} already stored from another message")
+            continue
         payload: dict[str, Any] = {
             "results": results,
             "uln": {o.analyte: o.uln for o in group if o.uln is not None},
@@ -223,33 +317,54 @@ def ingest_message(
                 now,
                 protocols,
                 source=source,
-                source_ref=f"{msg.message_id}#{i}",
+                source_ref=f"{msg.message_id}@{digest}#{i}",
                 routing=routing,
                 evaluate=False,
             )
         except IntakeError as exc:
-            return hold(str(exc))
+            savepoint.rollback()
+            return hold(f"{exc}; nothing of this message was taken in")
         assert event.id is not None
         result.events.append(event.id)
         if payload["corrected"]:
             replaced = _supersede(session, patient_id, at, set(results), event.id)
             result.notes.append(f"corrected result replaces {replaced} earlier value(s)")
+        elif not payload["preliminary"]:
+            _supersede(session, patient_id, at, set(results), event.id, only_preliminary=True)
+    savepoint.commit()
+    if not result.events and not update:
+        seen.outcome = "stored"
+        seen.detail = {"patient_id": patient_id, "events": [], "digest": digest}
+        session.add(seen)
+        _resolve_waiting(session, source, msg.message_id, now, "already taken in")
+        return IngestResult(
+            "duplicate",
+            msg.message_id,
+            patient_id=patient_id,
+            notes=[*notes, "every draw was already stored (the same results by another route)"],
+        )
+    if update and result.events:
+        replaced = _replace_earlier(session, source, msg.message_id, result.events[0])
+        result.notes.append(f"new version of {msg.message_id} replaces {replaced} earlier draw(s)")
     # One evaluation for the whole message: one notification for what it shows.
     result.alerts = evaluate_patient(session, patient_id, now, protocols, routing)
     seen.outcome = "stored"
-    seen.detail = {"patient_id": patient_id, "events": result.events}
+    seen.detail = {"patient_id": patient_id, "events": result.events, "digest": digest}
     session.add(seen)
+    why = "taken in on retry" if retry_of is not None else "taken in when the sender resent it"
     if retry_of is not None:
         row = session.get(QuarantineRow, retry_of)
         assert row is not None
-        row.state, row.resolved_at, row.resolution = "retried", now, "taken in on retry"
+        row.state, row.resolved_at, row.resolution = "retried", now, why
         session.add(row)
+    _resolve_waiting(session, source, msg.message_id, now, why)
     log.info(
         "ingest.stored",
         source=source,
         patient_id=patient_id,
         events=len(result.events),
         alerts=len(result.alerts),
+        update=update,
     )
     return result
 
@@ -299,9 +414,11 @@ def ingest_payload(
     source_name: str = "payload",
     whole: bool = False,
     assume_tz: str = "UTC",
+    commit_each: bool = False,
 ) -> PayloadResult:
     """Parse and ingest a payload. With `whole` (CSV files) it is all or nothing: if any
-    part cannot be used, nothing is stored and the payload is quarantined as one."""
+    part cannot be used, nothing is stored and the payload is quarantined as one.
+    `commit_each` commits message by message (back-loading a long history)."""
     from monitor.sources import parse
     from monitor.sources.model import ParseError
 
@@ -371,4 +488,6 @@ def ingest_payload(
                 assume_tz=assume_tz,
             )
         )
+        if commit_each:
+            session.commit()  # a long back-load never holds the write lock for long
     return out

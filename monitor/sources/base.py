@@ -7,6 +7,7 @@ store itself.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,6 +25,7 @@ class Ingest(Protocol):
         source: str,
         whole: bool = False,
         assume_tz: str = "UTC",
+        source_name: str | None = None,
     ) -> PayloadResult: ...
 
 
@@ -35,6 +37,12 @@ def timezone_of(settings: Mapping[str, Any]) -> str:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"timezone: unknown time zone {zone!r}") from exc
     return zone
+
+
+def content_name(name: str, raw: bytes) -> str:
+    """A file's name plus a hash of its bytes: the same export dropped twice is a
+    duplicate; another export under the same name is not."""
+    return f"{name}:{hashlib.sha256(raw).hexdigest()[:12]}"
 
 
 class Source(Protocol):

@@ -17,9 +17,11 @@ from typing import Any
 
 import structlog
 
-from monitor.sources.base import Ingest, timezone_of
+from monitor.sources.base import Ingest, content_name, timezone_of
 
 log = structlog.get_logger(__name__)
+
+SUFFIXES = (".csv", ".tsv", ".txt")
 
 
 class CSVFolder:
@@ -35,6 +37,7 @@ class CSVFolder:
         self.ingest = ingest
         self.now = now
         self.timezone = timezone_of(settings)
+        self._warned: set[str] = set()
 
     async def start(self) -> None:
         for sub in ("", "processed", "quarantine"):
@@ -50,7 +53,16 @@ class CSVFolder:
         """Take every settled file once; returns how many files were handled."""
         handled = 0
         now = self.now().timestamp()
-        for path in sorted(self.dir.glob("*.csv")):
+        for path in sorted(p for p in self.dir.iterdir() if p.is_file()):
+            if path.suffix.lower() not in SUFFIXES:
+                if path.name not in self._warned:
+                    self._warned.add(path.name)
+                    log.warning(
+                        "csv.ignored_file",
+                        file=path.name,
+                        reason=f"not one of {', '.join(SUFFIXES)}",
+                    )
+                continue
             if now - path.stat().st_mtime < self.min_age_s:
                 continue  # still being written
             self.take(path)
@@ -59,7 +71,14 @@ class CSVFolder:
 
     def take(self, path: Path) -> None:
         raw = path.read_bytes()
-        out = self.ingest(raw, "csv", self.name, whole=True, assume_tz=self.timezone)
+        out = self.ingest(
+            raw,
+            "csv",
+            self.name,
+            whole=True,
+            assume_tz=self.timezone,
+            source_name=content_name(path.name, raw),
+        )
         if out.quarantine_id is None:
             shutil.move(str(path), self.dir / "processed" / path.name)
             log.info("csv.processed", file=path.name, stored=out.stored, duplicates=out.duplicates)

@@ -4,14 +4,14 @@
 following `next` links. Each page is taken in one transaction together with the
 new cursor (the latest `meta.lastUpdated` seen), so a restart resumes where the
 last committed page ended: nothing skipped (the search is inclusive), nothing
-repeated (each Observation version is taken once, by its id and version).
+repeated (an Observation is known by its id: the same content again is a duplicate,
+changed content replaces what its earlier version stored).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -125,7 +125,6 @@ class FhirPoller:
                 if resource.get("resourceType") != "Observation":
                     continue  # _include'd Patients and OperationOutcomes
                 meta = resource.get("meta") or {}
-                version = meta.get("versionId") or meta.get("lastUpdated") or ""
                 raw = json.dumps(resource)
                 try:
                     messages = parse_fhir(raw, mapping=mapping, assume_tz=self.timezone)
@@ -133,7 +132,6 @@ class FhirPoller:
                     quarantine(session, self.name, "fhir", raw, exc.reason, now)
                     continue
                 for msg in messages:
-                    msg = replace(msg, message_id=f"{msg.message_id}@{version}")
                     result: IngestResult = ingest_message(
                         session,
                         msg,

@@ -2,17 +2,20 @@
 
 Every payload ends stored or quarantined. The answer says which: 200 when all was
 taken in (or already had been), 422 when something was quarantined (with the reason
-in plain words), 400 when the payload is not FHIR at all (quarantined too). When a
-`fhir_push_token` secret is configured, requests must carry it as a bearer token.
+in plain words), 400 when the payload is not FHIR at all (quarantined too). With a
+`fhir_push_token` secret, requests must carry it as a bearer token; without one, only
+this machine (loopback) may push.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from monitor.services.ingest import PayloadResult
@@ -26,6 +29,14 @@ class FhirContext(Protocol):
     ) -> PayloadResult: ...
 
     def fhir_push_token(self) -> str | None: ...
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "testclient")
 
 
 def outcome(issues: list[tuple[str, str, str]], status: int) -> JSONResponse:
@@ -47,8 +58,20 @@ def router(get_ctx: Callable[[], FhirContext]) -> APIRouter:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return outcome([("error", "security", "missing or wrong bearer token")], 401)
+        elif not _loopback(request):
+            return outcome(
+                [
+                    (
+                        "error",
+                        "security",
+                        "FHIR push from another machine needs a bearer token: "
+                        "set the fhir_push_token secret",
+                    )
+                ],
+                401,
+            )
         payload = await request.body()
-        out = ctx.ingest(payload, "fhir", "fhir-push")
+        out = await run_in_threadpool(ctx.ingest, payload, "fhir", "fhir-push")
         if out.quarantine_id is not None:
             return outcome(
                 [("error", "invalid", f"{out.reason} (quarantined as item {out.quarantine_id})")],

@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 from twilio.request_validator import RequestValidator
 
@@ -86,12 +87,19 @@ def router(get_ctx: Callable[[], HookContext]) -> APIRouter:
         form = await _verified_form(request, ctx)
         match = ACK.match(form.get("Body", ""))
         sender = form.get("From", "")
+        who = ctx.sender_name(sender)
+        if who is None:
+            log.warning("twilio.ack_from_unknown_number", last_digits=sender[-4:])
+            return _twiml("This number is not on the lab-monitor contact list.")
         if not match:
             return _twiml("Reply ACK followed by the alert code, e.g. ACK K7Q2MX.")
-        who = ctx.sender_name(sender) or f"SMS {sender[-4:]}"
-        try:
+
+        def ack() -> list[Any]:
             with session_scope(ctx.engine) as session:
-                changed = acknowledge(session, match.group(1), who, ctx.now(), via="sms")
+                return acknowledge(session, match.group(1), who, ctx.now(), via="sms")
+
+        try:
+            changed = await run_in_threadpool(ack)
         except AlertError:
             return _twiml(f"No alert {match.group(1).upper()}.")
         return _twiml(f"Acknowledged {match.group(1).upper()} ({len(changed)} alert(s)).")
@@ -101,17 +109,29 @@ def router(get_ctx: Callable[[], HookContext]) -> APIRouter:
         ctx = get_ctx()
         form = await _verified_form(request, ctx)
         status = form.get("MessageStatus", "")
-        with session_scope(ctx.engine) as session:
-            row = session.get(DeliveryRow, delivery_id)
-            if row is None:
-                raise HTTPException(404, "no such delivery")
-            if status == "delivered" and row.state in ("sent", "sending", "delivered"):
-                row.state = "delivered"
-                row.updated_at = ctx.now()
-                session.add(row)
-            elif status in ("failed", "undelivered") and row.state in ("sent", "delivered"):
-                error = f"Twilio status {status} (error {form.get('ErrorCode', '-')})"
-                fail_over(session, row, error, ctx.config.routing, ctx.now())
+
+        def apply() -> bool:
+            with session_scope(ctx.engine) as session:
+                row = session.get(DeliveryRow, delivery_id)
+                if row is None:
+                    return False
+                if status == "delivered" and row.state in ("sent", "sending", "delivered"):
+                    row.state = "delivered"
+                    row.updated_at = ctx.now()
+                    session.add(row)
+                elif status in ("failed", "undelivered") and row.state in (
+                    "sending",
+                    "sent",
+                    "delivered",
+                ):
+                    # Even while our own send is being settled: the receipt wins, the
+                    # settle that follows sees the claim is gone.
+                    error = f"Twilio status {status} (error {form.get('ErrorCode', '-')})"
+                    fail_over(session, row, error, ctx.config.routing, ctx.now())
+            return True
+
+        if not await run_in_threadpool(apply):
+            raise HTTPException(404, "no such delivery")
         log.info("twilio.status", delivery_id=delivery_id, status=status)
         return Response(status_code=204)
 

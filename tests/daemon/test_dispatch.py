@@ -175,3 +175,40 @@ async def test_quiet_hours_hold_back_info_but_never_critical(rig: Rig) -> None:
     lab(rig, "P-1", alt=900)
     critical = [d for d in deliveries(rig) if d.severity == "critical"]
     assert critical and critical[0].next_attempt_at == night
+
+
+async def test_unknown_outcomes_count_towards_attempts_then_fail(rig: Rig) -> None:
+    from tests.fakes.smtp_server import HANG
+
+    text = rig.config_path.read_text()
+    text = text.replace("max_attempts = 5", "max_attempts = 2").replace(
+        "timeout_s = 2", "timeout_s = 0.3"
+    )
+    rig.config_path.write_text(text)
+    assert rig.service.reload()
+    rig.smtp.script("DATA", HANG, HANG)
+    enrol(rig, tpmt="unknown")  # a warning for the nurse, by e-mail only
+    await drain(rig, step=timedelta(minutes=5), rounds=6)
+    nurse = next(d for d in deliveries(rig) if d.recipient == "nurse")
+    assert nurse.state == "failed" and nurse.attempts == 2
+    assert [t.outcome for t in attempts(rig) if t.delivery_id == nurse.id] == ["unknown"] * 2
+    assert any(a.rule == "delivery.failed" for a in alerts(rig))
+
+
+async def test_resolving_cancels_pending_escalations(rig: Rig) -> None:
+    from monitor.services.alerts import resolve
+
+    enrol(rig)
+    rig.clock.set(START + timedelta(days=3))
+    raised = lab(rig, "P-1", alt=700)
+    await drain(rig)
+    rig.clock.advance(timedelta(minutes=15))
+    assert rig.service.escalate() == 1  # queued, not yet sent
+    with session_scope(rig.service.engine) as s:
+        resolve(s, raised[0].code, "Dr A", "stopped by phone", rig.clock.now())
+    await drain(rig)
+    escalation = next(d for d in deliveries(rig) if d.purpose == "escalation")
+    assert escalation.state == "cancelled"
+    assert rig.smtp.messages == []
+    rig.clock.advance(timedelta(hours=1))
+    assert rig.service.escalate() == 0

@@ -232,3 +232,15 @@ def test_upgrade_keeps_rows_when_sqlite_rebuilds_a_table(tmp_path: Path) -> None
         assert c.execute(text("select patient_id from alerts")).scalar() == "P1"
         assert c.execute(text("PRAGMA foreign_keys")).scalar() == 1
     engine.dispose()
+
+
+async def test_sms_ack_from_an_unknown_number_is_refused(rig: Rig) -> None:
+    enrol(rig)
+    rig.clock.set(START + timedelta(days=3))
+    raised = lab(rig, "P-1", alt=700)
+    client = TestClient(create_app(rig.service))
+    url = "https://monitor.example.org/twilio/inbound"
+    form = {"From": "+19995550000", "Body": f"ACK {raised[0].code}"}
+    answer = client.post("/twilio/inbound", data=form, headers=_signed(url, form))
+    assert answer.status_code == 200 and "not on the lab-monitor contact list" in answer.text
+    assert all(a.state == "open" for a in alerts(rig))
