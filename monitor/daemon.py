@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from monitor.clock import Clock, SystemClock
@@ -110,6 +111,10 @@ class Service:
                     raised += evaluate_patient(
                         session, patient_id, now, self.config.protocols, self.config.routing
                     )
+            except OperationalError as exc:
+                # The database was busy or away: nothing was judged wrong, and the
+                # deadline is still due, so the next sweep tries again.
+                log.warning("sweep.database_unavailable", patient_id=patient_id, error=str(exc))
             except Exception as exc:
                 log.exception("sweep.evaluation_error", patient_id=patient_id)
                 raised += self._evaluation_error(patient_id, exc, now)
