@@ -166,15 +166,7 @@ def alert_log_csv(
 def alert_page(request: Request, principal: PageUser, code: str) -> Response:
     host = host_of(request)
     with session_scope(host.engine) as session:
-        detail = queries.alert_detail(session, code)
-        audit.record(
-            session,
-            principal.actor,
-            "alert.view",
-            host.clock.now(),
-            patient_id=detail.patient,
-            alert_code=detail.code,
-        )
+        detail = queries.viewed_alert(session, code, principal.actor, host.clock.now())
     recipients = host.config.routing.recipients
     return renderer_of(request).page(
         request,

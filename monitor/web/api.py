@@ -95,15 +95,7 @@ def create_api(host: Host, web: WebSettings) -> FastAPI:
         """One alert: values and thresholds, escalation, every delivery and attempt."""
         h = host_of(request)
         with session_scope(h.engine) as session:
-            detail = queries.alert_detail(session, code)
-            audit.record(
-                session,
-                principal.actor,
-                "alert.view",
-                h.clock.now(),
-                patient_id=detail.patient,
-                alert_code=detail.code,
-            )
+            detail = queries.viewed_alert(session, code, principal.actor, h.clock.now())
         return detail
 
     @api.get("/patients", response_model=list[PatientSummaryOut])

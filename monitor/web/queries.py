@@ -32,7 +32,7 @@ from monitor.store.models import (
     PatientRow,
     QuarantineRow,
 )
-from monitor.web import chart
+from monitor.web import audit, chart
 from monitor.web.schemas import (
     AlertDetailOut,
     AlertListOut,
@@ -206,6 +206,15 @@ def alert_row(session: Session, code: str) -> AlertRow:
         return by_code(session, code)
     except AlertError as exc:
         raise NotFound(f"no alert {code!r}") from exc
+
+
+def viewed_alert(session: Session, code: str, actor: audit.Actor, now: datetime) -> AlertDetailOut:
+    """An alert as a person sees it, page or API, with the view written to the audit log."""
+    detail = alert_detail(session, code)
+    audit.record(
+        session, actor, "alert.view", now, patient_id=detail.patient, alert_code=detail.code
+    )
+    return detail
 
 
 def alert_detail(session: Session, code: str) -> AlertDetailOut:
