@@ -209,3 +209,19 @@ def test_bsr_profile_withholds_strictly_above_100(alt: float, fires: bool) -> No
 
 def test_lab_event_without_transaminases_is_not_a_liver_panel() -> None:
     assert not LabEvent("x", day(1), {"bilirubin": 10.0}).is_liver_panel
+
+
+@pytest.mark.parametrize("baseline", [22.1, 10.3, 37.7, 59.9])
+def test_a_value_exactly_at_a_computed_line_meets_it(baseline: float) -> None:
+    """3 x 22.1 is 66.30000000000001 in floating point; 66.3 still meets the line."""
+    s = Seq()
+    at_line = round(3 * baseline, 1)
+    events = [s.symptoms(day(2), "nausea"), s.lab(day(3), alt=at_line)]
+    got = lab_rules(events, baseline={"alt": baseline, "ast": 20.0})
+    assert "stop.transaminase_symptomatic" in got
+    s = Seq()
+    below = lab_rules(
+        [s.symptoms(day(2), "nausea"), s.lab(day(3), alt=at_line - 0.1)],
+        baseline={"alt": baseline, "ast": 20.0},
+    )
+    assert "stop.transaminase_symptomatic" not in below
