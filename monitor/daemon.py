@@ -37,6 +37,7 @@ from monitor.settings import Settings, SettingsError, load_settings, state_dir
 from monitor.sources import load_mapping
 from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import AlertRow, PatientRow
+from monitor.web.host import HostBasics
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +73,7 @@ def unapproved(protocols: Mapping[str, Protocol]) -> list[str]:
     return [p.label for p in protocols.values() if not p.approval.approved]
 
 
-class Service:
+class Service(HostBasics):
     """The running monitor: config, store, dispatcher and the jobs that drive them."""
 
     def __init__(
@@ -423,22 +424,6 @@ class Service:
 
     def fhir_push_token(self) -> str | None:
         return self.secrets.find("fhir_push_token")
-
-    # --- web hook context -------------------------------------------------------------
-
-    @property
-    def public_url(self) -> str | None:
-        value = self.config.settings.raw.get("web", {}).get("public_url")
-        return str(value) if value else None
-
-    def now(self) -> datetime:
-        return self.clock.now()
-
-    def twilio_auth_token(self) -> str | None:
-        return self.secrets.find("twilio_auth_token")
-
-    def sender_name(self, phone: str) -> str | None:
-        return self.config.routing.recipient_label(phone)
 
 
 class _QuietServer:

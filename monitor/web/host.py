@@ -71,8 +71,31 @@ class LightConfig:
     routing: Routing
 
 
+class HostBasics:
+    """What the daemon's Service and the standalone host answer the same way."""
+
+    config: Any
+    clock: Clock
+    secrets: SecretSource
+
+    @property
+    def public_url(self) -> str | None:
+        value = self.config.settings.raw.get("web", {}).get("public_url")
+        return str(value) if value else None
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def twilio_auth_token(self) -> str | None:
+        return self.secrets.find("twilio_auth_token")
+
+    def sender_name(self, phone: str) -> str | None:
+        label: str | None = self.config.routing.recipient_label(phone)
+        return label
+
+
 @dataclass
-class StandaloneHost:
+class StandaloneHost(HostBasics):
     """The console without the daemon: same database, no scheduler, no notifiers."""
 
     engine: Engine
@@ -100,20 +123,6 @@ class StandaloneHost:
 
     def wake_dispatcher(self) -> None:
         """Nothing to wake here: the daemon's dispatcher polls the outbox every second."""
-
-    @property
-    def public_url(self) -> str | None:
-        value = self.config.settings.raw.get("web", {}).get("public_url")
-        return str(value) if value else None
-
-    def now(self) -> datetime:
-        return self.clock.now()
-
-    def twilio_auth_token(self) -> str | None:
-        return self.secrets.find("twilio_auth_token")
-
-    def sender_name(self, phone: str) -> str | None:
-        return self.config.routing.recipient_label(phone)
 
 
 def _mapping(settings: Settings) -> Any:
