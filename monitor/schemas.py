@@ -207,6 +207,7 @@ def event_from_payload(event_id: str, kind: str, at: datetime, payload: dict[str
             results={k: float(v) for k, v in payload["results"].items()},
             uln={k: float(v) for k, v in payload.get("uln", {}).items()},
             preliminary=bool(payload.get("preliminary", False)),
+            held={str(k): str(v) for k, v in payload.get("held", {}).items()},
         )
     if kind == "symptoms":
         return SymptomEvent(

@@ -39,6 +39,12 @@ class LabEvent:
     results: Mapping[str, float]
     uln: Mapping[str, float] = field(default_factory=dict)
     preliminary: bool = False
+    # Values of this draw held in quarantine and not yet resolved: label (an analyte
+    # such as "bilirubin", or the sender's code when it could not be mapped) ->
+    # the reason in plain words. A panel with a held value is never "normal".
+    # The store keeps it current: a held item taken in on retry or discarded
+    # leaves this mapping.
+    held: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_liver_panel(self) -> bool:
