@@ -16,17 +16,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import structlog
 import typer
 from pydantic import AwareDatetime, BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
+from monitor import install_cli
 from monitor.clock import Clock, SystemClock
 from monitor.core.clinical import grades
 from monitor.core.protocol import Protocol, ProtocolError, load_protocol
 from monitor.core.state import uln_for
 from monitor.logging import configure_logging
+from monitor.paths import shipped_examples_dir
 from monitor.routing import Routing, RoutingError, parse_routing
 from monitor.schemas import DoseIn, LabIn, PatientIn, StopIn, SymptomsIn, describe, utc
 from monitor.services.evaluate import UnknownPatient, due_patients, evaluate_patient, run_for
@@ -125,11 +128,40 @@ def ctx_of(ctx: typer.Context) -> Ctx:
 def main_options(
     ctx: typer.Context,
     config: Annotated[
-        Path | None, typer.Option("--config", help="Config file (default config/monitor.toml).")
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Config file (else $MONITOR_CONFIG, /etc/lab-monitor/monitor.toml, "
+            "the packaged demo).",
+        ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=install_cli.version_callback,
+            is_eager=True,
+            help="Show the version and each profile's id and version.",
+        ),
+    ] = False,
 ) -> None:
     configure_logging()
     ctx.obj = Ctx(settings=load_settings(config), clock=SystemClock())
+
+
+@app.command("init")
+def init_cmd(
+    directory: Annotated[Path, typer.Argument(help="Where to write the site's config.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write an editable copy of the shipped config (demo, and production example)."""
+    try:
+        written = install_cli.init_config(directory, force=force)
+    except FileExistsError as exc:
+        fail(str(exc))
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"Edit it, then: monitor --config {directory / 'monitor.toml'} check-config")
 
 
 def validate(model: type[T], data: dict[str, Any]) -> T:
@@ -225,7 +257,10 @@ def check_config(
         except ProtocolError as exc:
             fail(str(exc))
         protocols = {**protocols, extra.id: extra}
-    typer.echo(f"Config: {c.settings.path} (database {c.settings.database_url})")
+    typer.echo(
+        f"Config: {c.settings.path} (found by {c.settings.source}; "
+        f"database {c.settings.database_url})"
+    )
     for proto in protocols.values():
         mark = " (default)" if proto.id == c.settings.default_protocol else ""
         typer.echo(f"Profile {proto.label}{mark}: {proto.title}")
@@ -591,14 +626,14 @@ def replay_cmd(
 @app.command("demo")
 def demo_cmd(
     ctx: typer.Context,
-    examples: Annotated[Path, typer.Option("--examples")] = Path("examples"),
+    examples: Annotated[Path | None, typer.Option("--examples")] = None,
 ) -> None:
     """Enrol the example patients (shifted so their story ends now) and show their status."""
     from monitor.replay import ScenarioError, load_scenario
 
     c = ctx_of(ctx)
     now = c.clock.now()
-    for path in sorted(examples.glob("*.json")):
+    for path in sorted((examples or shipped_examples_dir()).glob("*.json")):
         try:
             scenario = load_scenario(path)
         except ScenarioError as exc:
@@ -672,7 +707,10 @@ def run_cmd(
     c = ctx_of(ctx)
     c.routing()
     if demo:
-        ctx.invoke(demo_cmd, ctx=ctx, examples=Path("examples"))
+        ctx.invoke(demo_cmd, ctx=ctx, examples=None)
+    structlog.get_logger().info(
+        "config.found", path=str(c.settings.path), source=c.settings.source
+    )
     try:
         run_daemon(str(c.settings.path), web=not no_web)
     except SettingsError as exc:

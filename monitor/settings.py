@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.core.protocol import Protocol, ProtocolError, load_protocols
+from monitor.paths import find_config, shipped_config_dir
 
 DEFAULT_CONFIG = Path("config/monitor.toml")
 
@@ -28,6 +29,7 @@ class Settings:
     protocols_dir: Path
     default_protocol: str
     raw: dict[str, Any] = field(default_factory=dict)
+    source: str = "--config"  # how the file was found (see monitor.paths.find_config)
 
     @property
     def mapping_path(self) -> Path | None:
@@ -59,23 +61,17 @@ def state_dir() -> Path:
     return Path(os.environ.get("STATE_DIRECTORY", "var").split(":")[0])
 
 
-SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "config" / "monitor.toml"
+SHIPPED_CONFIG = shipped_config_dir() / "monitor.toml"
 
 
 def config_path(explicit: str | Path | None = None) -> Path:
-    """--config, else $MONITOR_CONFIG, else ./config/monitor.toml, else the config that
-    ships beside the package (so `monitor replay` works from any directory)."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get("MONITOR_CONFIG"):
-        return Path(os.environ["MONITOR_CONFIG"])
-    if DEFAULT_CONFIG.exists() or not SHIPPED_CONFIG.exists():
-        return DEFAULT_CONFIG
-    return SHIPPED_CONFIG
+    """The lookup order of `monitor.paths.find_config`."""
+    return find_config(explicit).path
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
-    p = config_path(path)
+    choice = find_config(path)
+    p = choice.path
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -100,4 +96,11 @@ def load_settings(path: str | Path | None = None) -> Settings:
     pdir = Path(directory)
     if not pdir.is_absolute():
         pdir = p.parent / pdir
-    return Settings(path=p, database_url=url, protocols_dir=pdir, default_protocol=default, raw=raw)
+    return Settings(
+        path=p,
+        database_url=url,
+        protocols_dir=pdir,
+        default_protocol=default,
+        raw=raw,
+        source=choice.source,
+    )

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from monitor.core.units import ANALYTES, UnitError, canonical_unit_key, to_canonical
+from monitor.paths import shipped_config_dir
 
-DEFAULT_MAPPING_PATH = Path(__file__).resolve().parents[2] / "config" / "mapping.toml"
+DEFAULT_MAPPING_PATH = shipped_config_dir() / "mapping.toml"
 
 _WORD = re.compile(r"[A-Z0-9]+")
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from monitor.paths import package_version
 from monitor.store.db import session_scope
 from monitor.web import (
     admin_pages,
@@ -66,6 +67,7 @@ def create_app(host: Host, web: WebSettings | None = None) -> FastAPI:
         with session_scope(host.engine) as session:
             h = queries.health(session, host.scheduler, host.last_sweep, host.config.protocols)
         return {
+            "version": package_version(),
             "scheduler_running": bool(h.scheduler_running),
             "last_sweep": h.last_sweep.isoformat() if h.last_sweep else None,
             "outbox_depth": h.outbox_depth,
