@@ -5,8 +5,8 @@ it becomes `monitor/_config`, which monitor.paths finds. The mapping and data gl
 pyproject.toml; only the package list needs code.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
-    packages=[*find_packages(include=["monitor*"]), "monitor._config", "monitor._examples"],
+    packages=[*find_namespace_packages(include=["monitor*"]), "monitor._config", "monitor._examples"],
 )

@@ -132,8 +132,8 @@ def test_dockerfile_uses_the_shared_smoke_script() -> None:
     assert final.startswith("python:3.11-slim")
     assert re.search(r"^USER lab-monitor$", final, re.M)
     assert "container-smoke install /opt/lab-monitor" in final
-    assert "container-smoke\", \"health\"" in final
-    assert "container-smoke\", \"serve\"" in final
+    assert 'container-smoke", "health"' in final
+    assert 'container-smoke", "serve"' in final
     health = "/readyz" if "readyz" in (ROOT / "monitor" / "web" / "app.py").read_text() else ""
     smoke = (ROOT / "scripts" / "container-smoke").read_text()
     assert (health or "/healthz") in smoke
