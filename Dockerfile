@@ -6,8 +6,9 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY . .
-RUN python -m pip install --no-cache-dir --quiet build \
- && python -m build --wheel --outdir /wheels .
+# the build backend from the lock too (hashes), so nothing unpinned enters the image
+RUN python -m pip install --no-cache-dir --quiet --require-hashes --no-deps -r requirements.txt \
+ && python -m pip wheel --no-cache-dir --quiet --no-deps --no-build-isolation -w /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -138,3 +138,38 @@ def test_dockerfile_uses_the_shared_smoke_script() -> None:
     smoke = (ROOT / "scripts" / "container-smoke").read_text()
     assert (health or "/healthz") in smoke
     assert "--require-hashes" in smoke
+
+
+# --- the lock ------------------------------------------------------------------------
+
+
+def _pins(name: str) -> dict[str, str]:
+    lines = (ROOT / name).read_text().splitlines()
+    text = "\n".join(line for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text.strip())
+    pins: dict[str, str] = {}
+    for block in blocks:
+        head = block.split()[0]
+        assert "==" in head, f"{name}: {head} is not pinned"
+        assert "--hash=sha256:" in block, f"{name}: {head} has no hash"
+        pkg, version = head.split("==")
+        pins[re.sub(r"[-_.]+", "-", pkg.lower())] = version
+    return pins
+
+
+def test_lock_pins_every_dependency_with_hashes() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(reqs: list[str]) -> set[str]:
+        return {re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~ ]", r)[0].lower()) for r in reqs}
+
+    service, test = _pins("requirements.txt"), _pins("requirements-test.txt")
+    extras = project["optional-dependencies"]
+    assert names(project["dependencies"] + extras["postgres"]) <= service.keys()
+    assert names(project["dependencies"] + extras["test"]) <= test.keys()
+    assert {"setuptools", "wheel"} <= service.keys()  # the build backend, for bootstrap
+    for pkg, version in service.items():
+        assert test.get(pkg, version) == version, f"{pkg}: the two locks disagree"
+    bootstrap = (ROOT / "scripts" / "bootstrap").read_text()
+    assert "--require-hashes -r" in bootstrap
+    assert "--no-deps" in bootstrap
