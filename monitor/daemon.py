@@ -369,23 +369,18 @@ class Service(HostBasics):
             )
 
     async def _start_web(self) -> tuple[Any, asyncio.Task[Any] | None]:
-        import uvicorn
 
         from monitor.web.app import create_app
+        from monitor.web.host import web_settings
+        from monitor.web.server import uvicorn_config
 
         web_cfg = self.config.settings.raw.get("web", {})
         if web_cfg.get("enabled", True) is False:
             return None, None
         host = str(web_cfg.get("host", "127.0.0.1"))
         port = int(web_cfg.get("port", 8080))
-        config = uvicorn.Config(
-            create_app(self),
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-        )
+        web = web_settings(self.config.settings.raw)
+        config = uvicorn_config(create_app(self, web), web, host, port)  # bounds, proxies
         server = _QuietServer(config)
         task = asyncio.create_task(server.serve())
         log.info("web.listening", host=host, port=port)

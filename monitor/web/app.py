@@ -31,6 +31,7 @@ from monitor.web import (
 )
 from monitor.web.api import create_api
 from monitor.web.auth import Forbidden, LoginRequired
+from monitor.web.body_limit import BodyLimit
 from monitor.web.csrf import CsrfError
 from monitor.web.host import Host, WebSettings, web_settings
 from monitor.web.queries import NotFound
@@ -121,4 +122,12 @@ def create_app(host: Host, web: WebSettings | None = None) -> FastAPI:
             response.headers.setdefault(key, value)
         return response
 
+    def body_limit(path: str) -> int:
+        if path == "/fhir" or path.startswith("/fhir/"):
+            return web.fhir_max_body_bytes
+        if path.startswith("/twilio/"):
+            return web.twilio_max_body_bytes
+        return web.max_body_bytes
+
+    app.add_middleware(BodyLimit, limit_for=body_limit)  # outermost: before anything reads
     return app

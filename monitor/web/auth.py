@@ -5,7 +5,11 @@ copy of the database does not sign anyone in. A session ends after
 `session_idle_minutes` without a request and `session_max_hours` after login,
 whichever comes first, on the host's clock (tests inject a ManualClock). Failed
 logins are rate limited per username and per client address over a sliding
-window, counted from the audit log so the daemon and `monitor web` share it.
+window, counted from the audit log so the daemon and `monitor web` share it:
+per (account, address) pair and per address, so nobody can lock another person
+out from somewhere else; an account failing from many addresses is slowed down
+(a growing delay between attempts), not locked, and an address the account has
+signed in from before is not slowed at all.
 """
 
 from __future__ import annotations
@@ -14,16 +18,19 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from fastapi import Depends, HTTPException, Request
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from monitor.accounts import at_least, digest, user_for_token
-from monitor.store.accounts import UserRow, WebSessionRow
+from monitor.store.accounts import AuditRow, UserRow, WebSessionRow
 from monitor.store.db import session_scope
-from monitor.web.audit import Actor, failures_since
+from monitor.web.audit import Actor
 from monitor.web.host import Host, WebSettings
 
 log = structlog.get_logger(__name__)
@@ -79,7 +86,8 @@ def settings_of(request: Request) -> WebSettings:
 
 
 def client_ip(request: Request) -> str | None:
-    """The peer address; behind a reverse proxy uvicorn's proxy_headers supplies it."""
+    """The peer address. uvicorn rewrites it from X-Forwarded-For only for a peer in
+    `[web] trusted_proxies` (monitor/web/server.py); nobody else can choose it."""
     return request.client.host if request.client else None
 
 
@@ -137,18 +145,82 @@ def end_session(session: Session, session_id: str, now: datetime) -> None:
         session.add(row)
 
 
+KNOWN_ADDRESS_DAYS = 30
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+def verify_password(stored: str | None, password: str) -> tuple[bool, str | None]:
+    """(matches, new hash if the stored one uses old parameters); an unknown user is
+    checked against a dummy hash so both take the same time. No database involved."""
+    try:
+        _hasher.verify(stored or _DUMMY_HASH, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False, None
+    if stored is None or not password:
+        return False, None
+    return True, _hasher.hash(password) if _hasher.check_needs_rehash(stored) else None
+
+
 def login_refusal(
     session: Session, username: str, ip: str | None, now: datetime, web: WebSettings
 ) -> str | None:
-    """Why a login attempt is refused before its password is even checked, if it is."""
+    """Why a login attempt is refused before its password is even checked, if it is.
+
+    Failures count per (account, address) and per address; an account failing from
+    everywhere together waits `2 ** (n - login_slowdown_after_failures)` seconds (at
+    most `login_max_delay_seconds`) after its last failure, except from an address
+    it signed in from in the last 30 days."""
+    name = username.strip().lower()[:64]
     since = now - timedelta(minutes=web.login_window_minutes)
-    by_user, by_ip = failures_since(session, since, username.strip().lower()[:64], ip)
-    if by_user >= web.login_max_failures_per_user or by_ip >= web.login_max_failures_per_ip:
+
+    def failed(*where: Any) -> Any:
         return (
-            "Too many failed sign-in attempts. Wait "
-            f"{web.login_window_minutes:g} minutes, or ask an administrator."
+            select(func.count(), func.max(AuditRow.at))
+            .select_from(AuditRow)
+            .where(AuditRow.action == "login.failed", col(AuditRow.at) >= since, *where)
+        )
+
+    wait = (
+        "Too many failed sign-in attempts. Wait "
+        f"{web.login_window_minutes:g} minutes, or ask an administrator."
+    )
+    if ip is not None:
+        by_ip = int(session.exec(failed(AuditRow.ip == ip)).one()[0])
+        if by_ip >= web.login_max_failures_per_ip:
+            return wait
+    if not name:
+        return None
+    pair = int(session.exec(failed(AuditRow.actor == name, AuditRow.ip == ip)).one()[0])
+    if pair >= web.login_max_failures_per_user:
+        return wait
+    count, last = session.exec(failed(AuditRow.actor == name)).one()
+    over = int(count) - web.login_slowdown_after_failures
+    if over < 0 or last is None or _known_address(session, name, ip, now):
+        return None
+    delay = timedelta(seconds=min(web.login_max_delay_seconds, 2.0**over))
+    last_at = last if last.tzinfo is not None else last.replace(tzinfo=now.tzinfo)
+    left = last_at + delay - now
+    if left > timedelta(0):
+        return (
+            "This account has had many failed sign-in attempts, so attempts are slowed "
+            f"down: try again in {max(1, round(left.total_seconds()))} seconds."
         )
     return None
+
+
+def _known_address(session: Session, name: str, ip: str | None, now: datetime) -> bool:
+    if ip is None:
+        return False
+    found = session.exec(
+        select(AuditRow.id).where(
+            AuditRow.action == "login",
+            AuditRow.actor == name,
+            AuditRow.ip == ip,
+            col(AuditRow.at) >= now - timedelta(days=KNOWN_ADDRESS_DAYS),
+        )
+    ).first()
+    return found is not None
 
 
 # --- dependencies -------------------------------------------------------------------

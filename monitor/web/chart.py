@@ -30,7 +30,10 @@ W, LEFT, RIGHT = 1080.0, 60.0, 280.0  # the right margin holds the stop-line lab
 TOP, PLOT_H = 40.0, 300.0
 BAND_TOP, BAND_H = TOP + PLOT_H + 40.0, 70.0
 H = BAND_TOP + BAND_H + 40.0
-Y_TICKS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 50, 100, 200)
+Y_TICKS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 50, 100, 200)
+# The log axis cannot reach 0: a value under this multiple of ULN (a legitimate 0
+# included) is drawn on the floor, hollow, and its tooltip says so.
+FLOOR = 0.05
 DAY_STEPS = (1, 2, 7, 14, 28, 56, 91, 182, 364)
 
 
@@ -131,12 +134,17 @@ class _Scale:
         return LEFT + (W - LEFT - RIGHT) * (at - self.start).total_seconds() / self.span
 
     def y(self, multiple: float) -> float:
-        m = math.log10(max(multiple, 10**self.lo))
+        m = math.log10(max(multiple, 10**self.lo))  # below the floor: on it
         return TOP + PLOT_H * (1 - (m - self.lo) / (self.hi - self.lo))
 
 
-def _marker(analyte: str, x: float, y: float) -> str:
+def _marker(analyte: str, x: float, y: float, hollow: bool = False) -> str:
+    """The series' marker; hollow (white fill, coloured outline) when clamped to the floor."""
     c = COLOURS[analyte]
+    if hollow:
+        return _marker(analyte, x, y).replace(
+            f'fill="{c}"', f'fill="#fff" stroke="{c}" stroke-width="1.5"'
+        )
     if analyte == "alt":
         return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{c}"/>'
     if analyte == "ast":
@@ -183,8 +191,8 @@ def render(
 ) -> Markup:
     """The chart as an inline <svg> element (safe to insert in a page unescaped)."""
     values = [p.multiple for p in points] + [ln.multiple for ln in lines] + [1.0]
-    lo = min(0.25, min(values) * 0.8)
-    hi = max(values) * 1.4
+    lo = max(FLOOR, min(0.25, min(values) * 0.8))
+    hi = max(max(values) * 1.4, lo * 10)
     sc = _Scale(start, end, lo, hi)
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="lft-chart" viewBox="0 0 {W:.0f} {H:.0f}" '
@@ -252,11 +260,14 @@ def render(
             f'stroke="{c}" stroke-width="2"{dash}/>'
         )
         for p in pts:
+            below = p.multiple < lo
+            note = f", below the chart's floor ({fmt(lo)}× ULN), drawn on it" if below else ""
             out.append(
-                f'<g class="point"><title>{DISPLAY_NAME[analyte]} {fmt(p.value)} '
+                f'<g class="point{" below-floor" if below else ""}"><title>'
+                f"{DISPLAY_NAME[analyte]} {fmt(p.value)} "
                 f"(ULN {fmt(p.uln)}) = {fmt(p.multiple)}× ULN on "
-                f"{p.at.astimezone(tz).strftime('%d %b %Y %H:%M')}</title>"
-                f"{_marker(analyte, sc.x(p.at), sc.y(p.multiple))}</g>"
+                f"{p.at.astimezone(tz).strftime('%d %b %Y %H:%M')}{note}</title>"
+                f"{_marker(analyte, sc.x(p.at), sc.y(p.multiple), hollow=below)}</g>"
             )
         out.append("</g>")
     if not points:

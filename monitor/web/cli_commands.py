@@ -265,6 +265,7 @@ def web_cmd(
     from monitor.settings import SettingsError
     from monitor.web.app import create_app
     from monitor.web.host import StandaloneHost, web_settings
+    from monitor.web.server import uvicorn_config
 
     c = _ctx(ctx)
     try:
@@ -277,11 +278,4 @@ def web_cmd(
             typer.echo("No users yet: `monitor users add NAME --role admin` adds one.", err=True)
     bind_host, bind_port = host or web.host, port or web.port
     typer.echo(f"Console at http://{bind_host}:{bind_port}/ (Ctrl-C stops it)", err=True)
-    uvicorn.run(
-        create_app(served, web),
-        host=bind_host,
-        port=bind_port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-    )
+    uvicorn.Server(uvicorn_config(create_app(served, web), web, bind_host, bind_port)).run()

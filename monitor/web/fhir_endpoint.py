@@ -3,14 +3,15 @@
 Every payload ends stored or quarantined. The answer says which: 200 when all was
 taken in (or already had been), 422 when something was quarantined (with the reason
 in plain words), 400 when the payload is not FHIR at all (quarantined too). With a
-`fhir_push_token` secret, requests must carry it as a bearer token; without one, only
-this machine (loopback) may push.
+`fhir_push_token` secret, requests must carry it as a bearer token; without one, push
+is refused unless the operator says `[web] fhir_push_allow_without_token = true`.
+No peer is trusted for its address: behind a local reverse proxy every request
+comes from loopback.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -31,12 +32,9 @@ class FhirContext(Protocol):
     def fhir_push_token(self) -> str | None: ...
 
 
-def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host in ("localhost", "testclient")
+def _open_push(request: Request) -> bool:
+    """The operator's explicit choice to take FHIR push without a token."""
+    return bool(getattr(request.app.state.web, "fhir_push_allow_without_token", False))
 
 
 def outcome(issues: list[tuple[str, str, str]], status: int) -> JSONResponse:
@@ -58,14 +56,14 @@ def router(get_ctx: Callable[[], FhirContext]) -> APIRouter:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return outcome([("error", "security", "missing or wrong bearer token")], 401)
-        elif not _loopback(request):
+        elif not _open_push(request):
             return outcome(
                 [
                     (
                         "error",
                         "security",
-                        "FHIR push from another machine needs a bearer token: "
-                        "set the fhir_push_token secret",
+                        "FHIR push needs a bearer token: set the fhir_push_token secret "
+                        "(or, on purpose, [web] fhir_push_allow_without_token = true)",
                     )
                 ],
                 401,

@@ -8,6 +8,7 @@ by the console still go out at once.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -152,6 +153,18 @@ class WebSettings:
     login_window_minutes: float = 15.0
     page_size: int = 50
     timezone: str = "UTC"
+    # --- bounds and trust (README "Bounds and trust") ---
+    max_body_bytes: int = 64 * 1024  # sign-in and console forms
+    fhir_max_body_bytes: int = 10 * 1024 * 1024  # FHIR push: a large Bundle
+    twilio_max_body_bytes: int = 64 * 1024  # Twilio's webhooks are small forms
+    fhir_push_allow_without_token: bool = False  # explicit: anyone who can reach /fhir
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-* are believed
+    login_slowdown_after_failures: int = 10  # per account, from every address together
+    login_max_delay_seconds: float = 60.0
+    header_timeout_s: float = 10.0  # a request's headers must arrive within this
+    keep_alive_timeout_s: float = 5.0
+    max_header_bytes: int = 16 * 1024
+    limit_concurrency: int = 1000  # connections and requests at once; beyond: 503
 
     @property
     def tz(self) -> ZoneInfo:
@@ -170,6 +183,9 @@ def web_settings(raw: Mapping[str, Any]) -> WebSettings:
     values: dict[str, Any] = {}
     for name, default in base.__dict__.items():
         value: Any = web.get(name, tz_default if name == "timezone" else default)
+        if isinstance(default, tuple):
+            values[name] = _addresses(name, value)
+            continue
         if isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, int | float):
@@ -185,8 +201,29 @@ def web_settings(raw: Mapping[str, Any]) -> WebSettings:
         values[name] = value
     if values["same_site"] not in ("lax", "strict"):
         raise SettingsError("web.same_site: must be 'lax' or 'strict'")
+    channels = raw.get("channels", {})
+    twilio = isinstance(channels, dict) and any(
+        isinstance(c, dict) and c.get("kind") == "twilio_sms" for c in channels.values()
+    )
+    if twilio and not web.get("public_url"):
+        raise SettingsError(
+            "web.public_url: required with a twilio_sms channel: Twilio's webhook "
+            "signatures are checked against it (e.g. https://monitor.example.org)"
+        )
     try:
         ZoneInfo(values["timezone"])
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise SettingsError(f"web.timezone: unknown time zone {values['timezone']!r}") from exc
     return WebSettings(**values)
+
+
+def _addresses(name: str, value: Any) -> tuple[str, ...]:
+    """A list of IP addresses or networks (`10.0.0.5`, `10.1.0.0/16`), each checked."""
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise SettingsError(f"web.{name}: must be a list of IP addresses or networks")
+    for v in value:
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError as exc:
+            raise SettingsError(f"web.{name}: {v!r} is not an IP address or network") from exc
+    return tuple(value)

@@ -1,8 +1,9 @@
 """Signing in and out, and changing one's own password.
 
-Failed attempts are audited (`login.failed`) and rate limited per username and per
-client address; the same answer is given for an unknown user and a wrong
-password. The session cookie is HttpOnly, SameSite and, behind TLS, Secure.
+Failed attempts are audited (`login.failed`) and rate limited per (username,
+address) and per address, with a slow-down, never a lock, per account (auth.py);
+the same answer is given for an unknown user and a wrong password. The session
+cookie is HttpOnly, SameSite and, behind TLS, Secure.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlmodel import select
 from starlette.concurrency import run_in_threadpool
 
 from monitor.accounts import AccountError, authenticate, set_password
+from monitor.store.accounts import UserRow
 from monitor.store.db import session_scope
 from monitor.web import audit
 from monitor.web.auth import (
@@ -27,6 +30,7 @@ from monitor.web.auth import (
     secure_cookies,
     settings_of,
     start_session,
+    verify_password,
 )
 from monitor.web.csrf import LOGIN_COOKIE, CheckedForm, new_login_token, read_form, same
 from monitor.web.render import flash, renderer_of
@@ -86,25 +90,36 @@ async def login(request: Request) -> Response:
 
 
 def _sign_in(request: Request, username: str, password: str, next_url: str) -> Response:
+    """Three steps, so the slow argon2 check holds no database transaction or lock:
+    read (limits, the user's hash), verify, then write (audit, session)."""
     host, web, ip = host_of(request), settings_of(request), client_ip(request)
     now = host.clock.now()
     name = username.strip().lower()[:64]
     with session_scope(host.engine) as session:
         refusal = login_refusal(session, name, ip, now, web)
-        if refusal is not None:
+        found = session.exec(select(UserRow).where(UserRow.username == name)).first()
+        stored = (found.id, found.password_hash, found.disabled) if found else None
+    if refusal is not None:
+        with session_scope(host.engine) as session:
             audit.record(session, audit.Actor(name or "-", None, "web", ip), "login.refused", now)
-            log.warning("login.rate_limited", ip=ip)
-            return _login_page(request, next_url, refusal, 429)
-        user = authenticate(session, name, password) if name and password else None
-        if user is None:
+        log.warning("login.rate_limited", ip=ip)
+        return _login_page(request, next_url, refusal, 429)
+    ok, new_hash = verify_password(stored[1] if stored else None, password)
+    ok = ok and bool(name) and stored is not None and not stored[2]
+    with session_scope(host.engine) as session:
+        user = session.get(UserRow, stored[0]) if ok and stored else None
+        if user is None or user.disabled or user.password_hash != (stored[1] if stored else None):
             audit.record(session, audit.Actor(name or "-", None, "web", ip), "login.failed", now)
-            log.info("login.failed", ip=ip)
             failed = True
         else:
             failed = False
+            if new_hash is not None:
+                user.password_hash = new_hash
+                session.add(user)
             cookie = start_session(session, user, ip, now, web)
             audit.record(session, audit.Actor(user.username, user.role, "web", ip), "login", now)
     if failed:
+        log.info("login.failed", ip=ip)
         return _login_page(request, next_url, "Wrong username or password.", 401)
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(

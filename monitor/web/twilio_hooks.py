@@ -1,7 +1,9 @@
 """Twilio webhooks: delivery receipts and `ACK <code>` replies, signatures checked.
 
 Twilio signs each request with the account's auth token over the public URL it
-called; a request whose `X-Twilio-Signature` does not match is refused (403).
+called; a request whose `X-Twilio-Signature` does not match is refused (403). The
+URL checked is `[web] public_url` + path, never one built from the request's own
+Host header (which the sender chooses): without a public URL the hooks answer 503.
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ async def _verified_form(request: Request, ctx: HookContext) -> dict[str, str]:
     token = ctx.twilio_auth_token()
     if token is None:
         raise HTTPException(503, "Twilio auth token not configured")
-    base = (ctx.public_url or str(request.base_url)).rstrip("/")
+    if not ctx.public_url:
+        log.error("twilio.no_public_url", path=request.url.path)
+        raise HTTPException(503, "[web] public_url is not configured")
+    base = ctx.public_url.rstrip("/")
     url = base + request.url.path
     if request.url.query:
         url += "?" + request.url.query

@@ -25,6 +25,7 @@ from monitor.sources.mllp_listener import MLLPListener
 from monitor.store.db import session_scope
 from monitor.store.models import AlertRow, DeliveryRow, EventRow
 from monitor.web.app import create_app
+from monitor.web.host import WebSettings
 from tests.daemon.conftest import Rig
 from tests.daemon.helpers import enrol
 from tests.ingest.test_ingest import SAMPLES, hl7
@@ -147,7 +148,7 @@ async def test_no_ack_when_the_store_fails_then_the_resend_is_taken_once(rig: Ri
 
 def test_fhir_push_answers_with_operation_outcomes(rig: Rig) -> None:
     enrol(rig, "P-FH", start=datetime(2000, 1, 1, tzinfo=UTC), identifiers=["FHIR:Patient/pat2"])
-    client = TestClient(create_app(rig.service))
+    client = TestClient(create_app(rig.service, WebSettings(fhir_push_allow_without_token=True)))
     sample = (SAMPLES / "fhir" / "01-r4-spec-ghp-collection-bundle.json").read_bytes()
     ok = client.post("/fhir", content=sample, headers={"Content-Type": "application/fhir+json"})
     assert ok.status_code == 200 and ok.json()["resourceType"] == "OperationOutcome"
