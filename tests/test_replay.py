@@ -95,6 +95,8 @@ def test_contract_example(cli: CliRunner, tmp_path: Path) -> None:
         # warn.symptoms asks for LFTs urgently: due 24 h later, grace 12 h (issue 9).
         ("2026-01-10T22:00:00Z", "lab.overdue", "warning"),
         ("2026-01-13T09:00:00Z", "titration.target_reached", "info"),
+        # the increase to 75 mg came while LFTs were overdue (issue 9)
+        ("2026-01-13T09:00:00Z", "titration.increase_during_hold", "warning"),
     ]
 
 

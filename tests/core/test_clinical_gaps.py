@@ -52,3 +52,13 @@ def test_tpmt_poor_gets_no_escalation_reminders() -> None:
     assert "titration.escalation_due" not in rules_fired(result)
     normal = run_events(events, until=day(13), tpmt="normal")
     assert "titration.escalation_due" in rules_fired(normal)
+
+
+def test_increase_during_a_hold_is_flagged() -> None:
+    s = Seq()
+    events = [s.lab(day(6), alt=40, ast=21), s.dose(day(8), 75)]
+    result = run_events(events, until=day(8))
+    hold = [f for f in result.findings if f.rule == "titration.increase_during_hold"]
+    assert len(hold) == 1 and "warn.transaminase_elevated" in hold[0].message
+    calm = run_events([s.lab(day(6), alt=22, ast=21), s.dose(day(8), 75)], until=day(8))
+    assert "titration.increase_during_hold" not in rules_fired(calm)
