@@ -92,8 +92,11 @@ def test_contract_example(cli: CliRunner, tmp_path: Path) -> None:
     got = [(a["at"], a["rule"], a["severity"]) for a in lines(result.out)]
     assert got == [
         ("2026-01-09T10:00:00Z", "warn.symptoms", "warning"),
-        ("2026-01-13T08:00:00Z", "lab.overdue", "warning"),
+        # warn.symptoms asks for LFTs urgently: due 24 h later, grace 12 h (issue 9).
+        ("2026-01-10T22:00:00Z", "lab.overdue", "warning"),
         ("2026-01-13T09:00:00Z", "titration.target_reached", "info"),
+        # the increase to 75 mg came while LFTs were overdue (issue 9)
+        ("2026-01-13T09:00:00Z", "titration.increase_during_hold", "warning"),
     ]
 
 

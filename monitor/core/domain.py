@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 TPMT = Literal["normal", "intermediate", "poor", "unknown"]
 TPMT_VALUES: tuple[str, ...] = ("normal", "intermediate", "poor", "unknown")
+# NUDT15 metaboliser status takes the same values (CPIC phenotypes).
+NUDT15 = TPMT
 Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
 
@@ -28,6 +30,17 @@ class Patient:
     uln: Mapping[str, float] = field(default_factory=dict)
     prior_toxic_dose_mg: float | None = None
     tpmt: TPMT = "unknown"
+    nudt15: NUDT15 = "unknown"
+
+    @property
+    def metaboliser(self) -> TPMT:
+        """The lower of TPMT and NUDT15 activity: what the dose plan must allow for."""
+        both = (self.tpmt, self.nudt15)
+        if "poor" in both:
+            return "poor"
+        if "intermediate" in both:
+            return "intermediate"
+        return "normal" if "normal" in both else "unknown"
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,10 @@ class Finding:
     days_since_increase: int | None = None
     event_id: str | None = None
     profile: str = ""
+    # A warning that asks for repeat LFTs: the time they are due by and the grace
+    # before `lab.overdue` says they were missed. Satisfied by the next liver panel.
+    repeat_by: datetime | None = None
+    repeat_grace: timedelta | None = None
 
     @property
     def is_stop(self) -> bool:

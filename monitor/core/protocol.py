@@ -75,9 +75,32 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Cholestatic:
+    """The cholestatic tier: ALP, GGT or bilirubin at or above a CTCAE grade."""
+
+    alp_min_grade: int
+    ggt_min_grade: int
+    bilirubin_min_grade: int
+
+
+@dataclass(frozen=True)
 class Warn:
     transaminase_min_grade: int
     repeat_lfts_within_days: tuple[int, int]
+    # A warning that asks for repeat LFTs within N days (the upper bound) or urgently
+    # sets the next due time; `lab.overdue` fires after the grace if none comes.
+    repeat_grace_days: int
+    urgent_within_hours: int
+    urgent_grace_hours: int
+    cholestatic: Cholestatic | None
+
+
+@dataclass(frozen=True)
+class Pharmacogenomics:
+    """TPMT / NUDT15 metaboliser status (CPIC): what changes for reduced activity."""
+
+    poor_escalation_reminders: bool
+    intermediate_max_mg_per_kg: float
 
 
 @dataclass(frozen=True)
@@ -148,6 +171,9 @@ class Protocol:
     schedule: Schedule
     alternatives: str
     increase_note: str
+    pharmacogenomics: Pharmacogenomics
+    cholestatic_note: str
+    poor_metaboliser_advice: str
     path: str = ""
 
     @property
@@ -161,14 +187,32 @@ class _Reader:
     def __init__(self, data: Mapping[str, Any], prefix: str) -> None:
         self.data = data
         self.prefix = prefix
+        self.seen: set[str] = set()
+        self.children: list[_Reader] = []
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
 
     def has(self, name: str) -> bool:
+        self.seen.add(name)
         return name in self.data
 
+    def child(self, data: Mapping[str, Any], prefix: str) -> _Reader:
+        reader = _Reader(data, prefix)
+        self.children.append(reader)
+        return reader
+
+    def refuse_unknown(self) -> None:
+        """A key nobody read is a typo or a setting this version does not know: refused,
+        so a clinician's edit never silently does nothing."""
+        for name in self.data:
+            if name not in self.seen:
+                raise ProtocolError(f"{self.key(name)}: unknown key")
+        for child in self.children:
+            child.refuse_unknown()
+
     def table(self, name: str, optional: bool = False) -> _Reader | None:
+        self.seen.add(name)
         value = self.data.get(name)
         if value is None:
             if optional:
@@ -176,7 +220,7 @@ class _Reader:
             raise ProtocolError(f"{self.key(name)}: missing table")
         if not isinstance(value, dict):
             raise ProtocolError(f"{self.key(name)}: must be a table")
-        return _Reader(value, self.key(name))
+        return self.child(value, self.key(name))
 
     def req_table(self, name: str) -> _Reader:
         table = self.table(name)
@@ -184,11 +228,13 @@ class _Reader:
         return table
 
     def _get(self, name: str) -> Any:
+        self.seen.add(name)
         if name not in self.data:
             raise ProtocolError(f"{self.key(name)}: missing")
         return self.data[name]
 
     def text(self, name: str, default: str | None = None) -> str:
+        self.seen.add(name)
         if default is not None and name not in self.data:
             return default
         value = self._get(name)
@@ -205,6 +251,7 @@ class _Reader:
         return float(value)
 
     def opt_num(self, name: str) -> float | None:
+        self.seen.add(name)
         return self.num(name) if name in self.data else None
 
     def whole(self, name: str, minimum: int = 1) -> int:
@@ -216,6 +263,7 @@ class _Reader:
         return value
 
     def opt_int(self, name: str) -> int | None:
+        self.seen.add(name)
         return self.whole(name) if name in self.data else None
 
     def flag(self, name: str) -> bool:
@@ -260,10 +308,28 @@ def _transaminase_stop(r: _Reader | None) -> TransaminaseStop | None:
     return stop
 
 
+def _grade(r: _Reader, name: str) -> int:
+    grade = r.whole(name)
+    if grade > 4:
+        raise ProtocolError(f"{r.key(name)}: CTCAE grades run 1 to 4 (got {grade})")
+    return grade
+
+
+def _cholestatic(r: _Reader | None) -> Cholestatic | None:
+    if r is None:
+        return None
+    return Cholestatic(
+        alp_min_grade=_grade(r, "alp_min_grade"),
+        ggt_min_grade=_grade(r, "ggt_min_grade"),
+        bilirubin_min_grade=_grade(r, "bilirubin_min_grade"),
+    )
+
+
 def _schedule(r: _Reader) -> Schedule:
     clock = r.text("clock")
     if clock not in ("restart", "dose_change"):
         raise ProtocolError(f"schedule.clock: must be 'restart' or 'dose_change', got {clock!r}")
+    r.seen.add("rows")
     raw_rows = r.data.get("rows")
     if not isinstance(raw_rows, list) or not raw_rows:
         raise ProtocolError("schedule.rows: needs at least one [[schedule.rows]] entry")
@@ -271,7 +337,7 @@ def _schedule(r: _Reader) -> Schedule:
     for i, raw in enumerate(raw_rows):
         if not isinstance(raw, dict):
             raise ProtocolError(f"schedule.rows[{i}]: must be a table")
-        rr = _Reader(raw, f"schedule.rows[{i}]")
+        rr = r.child(raw, f"schedule.rows[{i}]")
         row = ScheduleRow(
             from_day=rr.whole("from_day", minimum=0),
             gap_days=rr.whole("gap_days"),
@@ -335,6 +401,7 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
     uln = root.req_table("default_uln")
     labs = root.req_table("labs")
     msgs = root.req_table("messages")
+    pgx = root.req_table("pharmacogenomics")
 
     status = appr.text("status")
     if status not in ("approved", "unapproved"):
@@ -407,11 +474,13 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
     if low > high:
         raise ProtocolError("warn.repeat_lfts_within_days: [min, max] with min <= max")
     warn_cfg = Warn(
-        transaminase_min_grade=warn.whole("transaminase_min_grade"),
+        transaminase_min_grade=_grade(warn, "transaminase_min_grade"),
         repeat_lfts_within_days=(int(low), int(high)),
+        repeat_grace_days=warn.whole("repeat_grace_days", minimum=0),
+        urgent_within_hours=warn.whole("urgent_within_hours"),
+        urgent_grace_hours=warn.whole("urgent_grace_hours", minimum=0),
+        cholestatic=_cholestatic(warn.table("cholestatic", optional=True)),
     )
-    if warn_cfg.transaminase_min_grade > 4:
-        raise ProtocolError("warn.transaminase_min_grade: CTCAE grades run 1 to 4")
 
     grading: dict[str, GradeBounds] = {}
     for analyte in ANALYTES:
@@ -433,7 +502,17 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
     if pattern.cholestatic_max_r >= pattern.hepatocellular_min_r:
         raise ProtocolError("pattern.cholestatic_max_r: must be below hepatocellular_min_r")
 
-    return Protocol(
+    pharmacogenomics = Pharmacogenomics(
+        poor_escalation_reminders=pgx.flag("poor_escalation_reminders"),
+        intermediate_max_mg_per_kg=pgx.num("intermediate_max_mg_per_kg"),
+    )
+    if pharmacogenomics.intermediate_max_mg_per_kg > dosing.max_mg_per_kg:
+        raise ProtocolError(
+            "pharmacogenomics.intermediate_max_mg_per_kg: must not be above "
+            "dosing.max_mg_per_kg (a reduced cap)"
+        )
+
+    protocol = Protocol(
         id=prof.text("id"),
         version=prof.text("version"),
         title=prof.text("title"),
@@ -457,8 +536,13 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
         schedule=_schedule(root.req_table("schedule")),
         alternatives=msgs.text("alternatives"),
         increase_note=msgs.text("increase_note"),
+        pharmacogenomics=pharmacogenomics,
+        cholestatic_note=msgs.text("cholestatic_note"),
+        poor_metaboliser_advice=msgs.text("poor_metaboliser_advice"),
         path=path,
     )
+    root.refuse_unknown()
+    return protocol
 
 
 def load_protocol(path: str | Path) -> Protocol:

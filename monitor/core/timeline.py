@@ -11,17 +11,28 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from monitor.core.domain import Patient
+from monitor.core.domain import Finding, Patient
+from monitor.core.panel import obstacles
 from monitor.core.protocol import Protocol, ScheduleRow
 from monitor.core.state import PatientState
 
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+
+def mg_per_kg_cap(patient: Patient, protocol: Protocol) -> float:
+    """The profile's mg/kg/day cap; its reduced cap for an intermediate TPMT/NUDT15
+    metaboliser (CPIC: a reduced dose)."""
+    cap = protocol.dosing.max_mg_per_kg
+    if patient.metaboliser == "intermediate":
+        cap = min(cap, protocol.pharmacogenomics.intermediate_max_mg_per_kg)
+    return cap
 
 
 def max_dose(patient: Patient, protocol: Protocol) -> float:
     """The lower of the mg/kg cap (down to a step) and the largest step below the toxic dose."""
     step = protocol.dosing.step_mg
-    limit = math.floor(protocol.dosing.max_mg_per_kg * patient.weight_kg / step + 1e-9) * step
+    limit = math.floor(mg_per_kg_cap(patient, protocol) * patient.weight_kg / step + 1e-9) * step
     toxic = patient.prior_toxic_dose_mg
     if protocol.dosing.below_prior_toxic_dose and toxic is not None:
         limit = min(limit, math.ceil(toxic / step - 1e-9) * step - step)
@@ -44,6 +55,8 @@ class Deadline:
     stable: bool | None
     row: ScheduleRow
     post_increase: bool
+    # The warning whose request for repeat LFTs set this due time (None: the schedule).
+    asked_by: Finding | None = None
 
     @property
     def fire_at(self) -> datetime:
@@ -110,7 +123,49 @@ def deadline(state: PatientState, protocol: Protocol) -> Deadline | None:
                 capped = change.at + timedelta(days=first.gap_days)
                 if capped < due:
                     due, grace_td, post_increase = capped, timedelta(days=first.grace_days), True
-    return Deadline(anchor_at, anchor_key, due, grace_td, day, stable, row, post_increase)
+    asked_by: Finding | None = None
+    for request in repeat_requests(state):
+        assert request.repeat_by is not None and request.repeat_grace is not None
+        if request.repeat_by < due:
+            due, grace_td, asked_by = request.repeat_by, request.repeat_grace, request
+    if asked_by is not None:
+        # Its own key: a missed repeat fires once, and the schedule's deadline of the
+        # same panel is later, so it never fires a second time for that panel.
+        anchor_key = f"repeat:{asked_by.rule}:{asked_by.key}"
+    return Deadline(
+        anchor_at, anchor_key, due, grace_td, day, stable, row, post_increase, asked_by
+    )
+
+
+def repeat_requests(state: PatientState) -> list[Finding]:
+    """Warnings of this cycle asking for repeat LFTs that no liver panel has answered yet.
+
+    A request is answered by a liver panel drawn at or after it, other than the panel
+    the warning is about.
+    """
+    panel = state.latest_panel()
+    return [
+        f
+        for f in state.findings
+        if f.repeat_by is not None
+        and f.at >= state.cycle_start
+        and (panel is None or panel.at < f.at or panel.id == f.event_id)
+    ]
+
+
+def hold_reasons(state: PatientState, now: datetime, protocol: Protocol) -> list[str]:
+    """What holds dose escalation now: an unanswered warning, overdue LFTs, symptoms."""
+    reasons = [
+        f"{f.rule} on {f.at:%Y-%m-%d} asked for repeat LFTs first"
+        for f in repeat_requests(state)
+    ]
+    dl = deadline(state, protocol)
+    if dl is not None and now >= dl.fire_at:
+        reasons.append(f"liver tests are overdue (due {dl.due:%Y-%m-%d %H:%M} UTC)")
+    symptoms = state.active_symptoms(now, protocol)
+    if symptoms:
+        reasons.append(f"symptoms active ({', '.join(sorted(symptoms))})")
+    return reasons
 
 
 @dataclass(frozen=True)
@@ -124,6 +179,17 @@ def escalation(state: PatientState, now: datetime, protocol: Protocol) -> Escala
     """Whether the next titration step may be taken now, and if not, why not."""
     if not state.on_therapy:
         return Escalation(False, "therapy is stopped", None)
+    patient = state.patient
+    if patient.metaboliser == "poor" and not protocol.pharmacogenomics.poor_escalation_reminders:
+        genes = " and ".join(
+            g for g, v in (("TPMT", patient.tpmt), ("NUDT15", patient.nudt15)) if v == "poor"
+        )
+        return Escalation(
+            False,
+            f"{genes} poor metaboliser: no escalation reminders "
+            f"({protocol.poor_metaboliser_advice})",
+            None,
+        )
     step = protocol.dosing.step_mg
     limit = max_dose(state.patient, protocol)
     nxt = state.dose_mg + step
@@ -144,8 +210,21 @@ def escalation(state: PatientState, now: datetime, protocol: Protocol) -> Escala
     if not since:
         return Escalation(False, "no liver panel since the last dose change", nxt)
     latest = since[-1]
-    if any(f.rule.startswith(("warn.", "stop.")) for f in state.findings_for_event(latest.id)):
-        return Escalation(False, "the latest liver panel was not normal", nxt)
+    raised = sorted(
+        {
+            f.rule
+            for f in state.findings_for_event(latest.id)
+            if f.rule.startswith(("warn.", "stop."))
+        }
+    )
+    standing = [o.text for o in obstacles(state, state.last_change_at, protocol)]
+    if raised or standing:
+        why = standing or [f"it raised {', '.join(raised)}"]
+        return Escalation(
+            False,
+            f"the results since the last dose change are not normal: {'; '.join(why)}",
+            nxt,
+        )
     symptoms = state.active_symptoms(now, protocol)
     if symptoms:
         return Escalation(False, f"symptoms active: {', '.join(sorted(symptoms))}", nxt)

@@ -7,7 +7,7 @@ from datetime import datetime
 from monitor.core.domain import Finding
 from monitor.core.protocol import Protocol
 from monitor.core.state import PatientState
-from monitor.core.timeline import DAY, deadline
+from monitor.core.timeline import DAY, HOUR, deadline
 from monitor.rules import rule
 from monitor.rules.context import finding, fmt
 
@@ -18,15 +18,30 @@ def overdue(state: PatientState, now: datetime, protocol: Protocol) -> list[Find
     if dl is None or now < dl.fire_at:
         return []
     since = (
-        f"the last liver panel on {dl.anchor_at:%Y-%m-%d}"
-        if dl.anchor_key.startswith("panel:")
-        else f"the (re)start on {dl.anchor_at:%Y-%m-%d}"
+        f"the (re)start on {dl.anchor_at:%Y-%m-%d}"
+        if state.latest_panel() is None
+        else f"the last liver panel on {dl.anchor_at:%Y-%m-%d}"
     )
-    message = (
-        f"Liver panel overdue: none since {since}; it was due {dl.due:%Y-%m-%d %H:%M} UTC "
-        f"(every {fmt((dl.due - dl.anchor_at) / DAY)} days, grace {fmt(dl.grace / DAY)} days). "
-        "Arrange LFTs now; do not escalate the dose until they are back."
-    )
+    if dl.asked_by is not None:
+        asked = dl.asked_by
+        within = asked.repeat_by - asked.at if asked.repeat_by else DAY
+        when = (
+            f"urgently (within {fmt(within / HOUR)} hours)"
+            if within <= DAY
+            else f"within {fmt(within / DAY)} days"
+        )
+        message = (
+            f"Repeat liver panel overdue: {asked.rule} on {asked.at:%Y-%m-%d %H:%M} UTC asked "
+            f"for repeat LFTs {when}, due {dl.due:%Y-%m-%d %H:%M} UTC (grace "
+            f"{fmt(dl.grace / DAY)} days); none since {since}. Arrange LFTs now; do not "
+            "escalate the dose until they are back."
+        )
+    else:
+        message = (
+            f"Liver panel overdue: none since {since}; it was due {dl.due:%Y-%m-%d %H:%M} UTC "
+            f"(every {fmt((dl.due - dl.anchor_at) / DAY)} days, grace {fmt(dl.grace / DAY)} "
+            "days). Arrange LFTs now; do not escalate the dose until they are back."
+        )
     return [
         finding(
             state,

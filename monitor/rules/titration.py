@@ -8,7 +8,7 @@ from monitor.core.clinical import above, at_least, floor_tenth
 from monitor.core.domain import DoseEvent, Enrolled, Finding
 from monitor.core.protocol import Protocol
 from monitor.core.state import PatientState
-from monitor.core.timeline import escalation, max_dose, whole_days
+from monitor.core.timeline import escalation, hold_reasons, max_dose, whole_days
 from monitor.rules import rule
 from monitor.rules.context import finding, fmt
 
@@ -180,5 +180,32 @@ def step_too_early(state: PatientState, now: datetime, protocol: Protocol) -> li
             f"dose:{event.id}",
             message,
             thresholds={"step_interval_min_days": minimum},
+        )
+    ]
+
+
+@rule("titration.increase_during_hold")
+def increase_during_hold(state: PatientState, now: datetime, protocol: Protocol) -> list[Finding]:
+    """A dose increase recorded while the monitor says hold: an unanswered warning,
+    overdue LFTs, or active symptoms."""
+    inc = _increase(state)
+    if inc is None:
+        return []
+    event, previous, _ = inc
+    reasons = hold_reasons(state, now, protocol)
+    if not reasons:
+        return []
+    message = (
+        f"Dose increased {fmt(previous)} -> {fmt(event.dose_mg)} mg/day while escalation is "
+        f"on hold: {'; '.join(reasons)}. Review the dose with the clinician and check LFTs now."
+    )
+    return [
+        finding(
+            state,
+            protocol,
+            "titration.increase_during_hold",
+            "warning",
+            f"dose:{event.id}",
+            message,
         )
     ]
