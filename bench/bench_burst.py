@@ -53,6 +53,9 @@ class Receiver(ThreadingHTTPServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client closing a kept-alive connection is not news
+
     def count(self, who: str) -> int:
         with self.lock:
             return len(self.codes[who])
