@@ -12,11 +12,18 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from apscheduler.events import (
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobSubmissionEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -25,14 +32,17 @@ from sqlmodel import select
 from monitor.clock import Clock, SystemClock
 from monitor.core.protocol import Protocol
 from monitor.notifiers import load_notifier
-from monitor.notifiers.base import Notifier
+from monitor.notifiers.base import Notifier, close_notifier, start_notifier
 from monitor.routing import Routing, RoutingError, parse_routing
 from monitor.sdnotify import SystemdNotifier
 from monitor.secrets import MissingSecretError, SecretSource
 from monitor.services.dispatch import Dispatcher, recover_orphans
 from monitor.services.escalation import escalate_due
-from monitor.services.evaluate import due_patients, evaluate_patient, new_code
+from monitor.services.evaluate import evaluate_patient, new_code
 from monitor.services.ingest import PayloadResult, ingest_payload
+from monitor.services.instances import DEFAULT_LEASE_SECONDS, Heartbeat, new_instance_id
+from monitor.services.jobs import STATS
+from monitor.services.sweep import ESCALATION_BATCH, due_batches, single_runner
 from monitor.settings import Settings, SettingsError, load_settings, state_dir
 from monitor.sources import load_mapping
 from monitor.store.db import make_engine, session_scope, upgrade
@@ -50,6 +60,8 @@ class Config:
     protocols: dict[str, Protocol]
     routing: Routing
     notifiers: dict[str, Notifier]
+    # `[channels.<name>] max_concurrency`: sends at once on that channel
+    concurrency: dict[str, int] = field(default_factory=dict)
 
 
 def load_config(path: str | None, secrets: SecretSource) -> Config:
@@ -60,13 +72,21 @@ def load_config(path: str | None, secrets: SecretSource) -> Config:
     except RoutingError as exc:
         raise SettingsError(f"{settings.path}: {exc}") from exc
     notifiers: dict[str, Notifier] = {}
+    concurrency: dict[str, int] = {}
     for name, spec in routing.channels.items():
-        params = {k: v for k, v in spec.items() if k != "kind"}
+        params = {k: v for k, v in spec.items() if k not in ("kind", "max_concurrency")}
+        if "max_concurrency" in spec:
+            limit = spec["max_concurrency"]
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise SettingsError(
+                    f"{settings.path}: channels.{name}.max_concurrency: must be a whole number >= 1"
+                )
+            concurrency[name] = limit
         try:
             notifiers[name] = load_notifier(str(spec["kind"]), params, secrets)
         except (MissingSecretError, ValueError) as exc:
             raise SettingsError(f"{settings.path}: channels.{name}: {exc}") from exc
-    return Config(settings, protocols, routing, notifiers)
+    return Config(settings, protocols, routing, notifiers, concurrency)
 
 
 def unapproved(protocols: Mapping[str, Protocol]) -> list[str]:
@@ -89,7 +109,25 @@ class Service(HostBasics):
         self.config_path = config_path
         self.secrets = secrets or SecretSource()
         self.engine = engine or make_engine(config.settings.database_url)
-        self.dispatcher = Dispatcher(self.engine, config.routing, config.notifiers, self.clock)
+        self.instance_id = new_instance_id()
+        daemon_cfg = config.settings.raw.get("daemon", {})
+        self.heartbeat = Heartbeat(
+            self.engine,
+            self.instance_id,
+            lease=timedelta(
+                seconds=float(daemon_cfg.get("instance_lease_seconds", DEFAULT_LEASE_SECONDS))
+            ),
+        )
+        self.dispatcher = Dispatcher(
+            self.engine,
+            config.routing,
+            config.notifiers,
+            self.clock,
+            worker=self.instance_id,
+            limits=config.concurrency,
+        )
+        self.heartbeat.claim_lease = self.dispatcher.lease
+        self._rerun = False
         self.scheduler: AsyncIOScheduler | None = None
         self.sd = SystemdNotifier()
         self.last_sweep: datetime | None = None
@@ -97,14 +135,32 @@ class Service(HostBasics):
         self.stopping = asyncio.Event()
         self.mapping = load_mapping(config.settings.mapping_path)
         self.sources: list[Any] = []
+        self._closing: set[asyncio.Task[None]] = set()
 
     # --- the work (each callable with a pinned clock in tests) ---------------------
 
     def sweep(self) -> list[AlertRow]:
         """Evaluate every patient whose next check time has come; errors raise alerts."""
+        with single_runner(self.engine, "sweep") as mine:
+            if not mine:
+                return []  # another instance is sweeping the same database now
+            return self._sweep()
+
+    def _sweep(self) -> list[AlertRow]:
         now = self.clock.now()
-        with session_scope(self.engine) as session:
-            due = due_patients(session, now)
+        due: list[str] = []
+        raised: list[AlertRow] = []
+        for batch in due_batches(self.engine, now):
+            due += batch
+            raised += self._evaluate_batch(batch, now)
+        self.last_sweep = now
+        if due:
+            log.info("sweep.done", patients=len(due), alerts=len(raised))
+        if raised:
+            self.wake_dispatcher()
+        return raised
+
+    def _evaluate_batch(self, due: list[str], now: datetime) -> list[AlertRow]:
         raised: list[AlertRow] = []
         for patient_id in due:
             try:
@@ -119,11 +175,6 @@ class Service(HostBasics):
             except Exception as exc:
                 log.exception("sweep.evaluation_error", patient_id=patient_id)
                 raised += self._evaluation_error(patient_id, exc, now)
-        self.last_sweep = now
-        if due:
-            log.info("sweep.done", patients=len(due), alerts=len(raised))
-        if raised:
-            self.wake_dispatcher()
         return raised
 
     def _evaluation_error(self, patient_id: str, exc: Exception, now: datetime) -> list[AlertRow]:
@@ -175,18 +226,40 @@ class Service(HostBasics):
         return alert
 
     def escalate(self) -> int:
-        with session_scope(self.engine) as session:
-            n = escalate_due(session, self.config.routing, self.clock.now())
+        """Every due step, in batches until none is due (row claims keep it single)."""
+        n = 0
+        with single_runner(self.engine, "escalate") as mine:
+            while mine:
+                with session_scope(self.engine) as session:
+                    step = escalate_due(session, self.config.routing, self.clock.now())
+                n += step
+                if step < ESCALATION_BATCH:
+                    break
         if n:
             self.wake_dispatcher()
         return n
 
     async def dispatch(self) -> int:
+        """Drain; a wake-up that came during the run makes it go round again."""
+        n = 0
         async with self._dispatch_lock:
-            return await self.dispatcher.run_once()
+            while True:
+                self._rerun = False
+                n += await self.dispatcher.run_once()
+                if not self._rerun:
+                    return n
+
+    def heartbeat_beat(self) -> int:
+        """Renew this instance's lease; free a lapsed instance's claims and send them."""
+        freed = self.heartbeat.beat(self.clock.now())
+        if freed:
+            self.wake_dispatcher()
+        return freed
 
     def wake_dispatcher(self) -> None:
-        """Hand new alerts to the dispatcher at once instead of at its next tick."""
+        """Hand new alerts to the dispatcher at once instead of at its next tick (and, if
+        it is running now, make it go round again: the scheduler would drop the wake-up)."""
+        self._rerun = True
         if self.scheduler is not None and self.scheduler.running:
             job = self.scheduler.get_job("dispatch")
             if job is not None:
@@ -204,15 +277,33 @@ class Service(HostBasics):
             log.error("config.reload_refused", reason=str(exc))
             self.sd.ready(status="reload refused; running on the previous config")
             return False
+        old = self.config.notifiers
         self.config = new
         self.mapping = mapping
         self.dispatcher.routing = new.routing
         self.dispatcher.notifiers = new.notifiers
+        self.dispatcher.limits = new.concurrency
+        self._close_later(old)
         log.info(
             "config.reloaded", protocols=sorted(new.protocols), unapproved=unapproved(new.protocols)
         )
         self.sd.ready(status=self.status_line())
         return True
+
+    def _close_later(self, notifiers: Mapping[str, Notifier]) -> None:
+        """Close replaced notifiers once the sends that use them have finished."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        async def close() -> None:
+            async with self._dispatch_lock:
+                await close_all(notifiers)
+
+        task = loop.create_task(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def status_line(self) -> str:
         with session_scope(self.engine) as session:
@@ -225,10 +316,23 @@ class Service(HostBasics):
     # --- lifecycle ------------------------------------------------------------------
 
     def start_scheduler(
-        self, sweep_seconds: float, dispatch_seconds: float, escalation_seconds: float
+        self,
+        sweep_seconds: float,
+        dispatch_seconds: float,
+        escalation_seconds: float,
+        first_run: datetime | None = None,
     ) -> AsyncIOScheduler:
-        sched = AsyncIOScheduler(timezone=UTC)
-        now = datetime.now(UTC)
+        """Every job runs late rather than never (`misfire_grace_time=None`, coalesced):
+        after a busy moment a sweep or an escalation is late, not a whole interval
+        late. `first_run` (now by default) is when the first runs are due."""
+        sched = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"misfire_grace_time": None, "coalesce": True},
+        )
+        sched.add_listener(
+            _count_run, EVENT_JOB_SUBMITTED | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
+        now = first_run or datetime.now(UTC)
         sched.add_job(
             self.sweep,
             "interval",
@@ -270,7 +374,13 @@ class Service(HostBasics):
             timezone=zone,
             id="quarantine_digest",
             coalesce=True,
-            misfire_grace_time=3600,
+        )
+        sched.add_job(
+            self.heartbeat_beat,
+            "interval",
+            seconds=self.heartbeat.interval_seconds,
+            id="heartbeat",
+            max_instances=1,
         )
         interval = self.sd.watchdog_interval()
         if interval:
@@ -284,6 +394,9 @@ class Service(HostBasics):
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.heartbeat.register(self.clock.now())
+        for notifier in self.config.notifiers.values():
+            await start_notifier(notifier)
         freed = recover_orphans(self.engine, self.clock.now())
         if freed:
             log.warning("dispatch.recovered_orphans", deliveries=freed)
@@ -313,6 +426,10 @@ class Service(HostBasics):
         self.scheduler.pause()
         async with self._dispatch_lock:  # in-flight sends finish first
             self.scheduler.shutdown(wait=False)
+        await close_all(self.config.notifiers)
+        for task in list(self._closing):
+            await task
+        self.heartbeat.retire()
         for source in self.sources:
             await source.stop()
         if server is not None:
@@ -419,6 +536,26 @@ class Service(HostBasics):
 
     def fhir_push_token(self) -> str | None:
         return self.secrets.find("fhir_push_token")
+
+
+def _count_run(event: JobEvent) -> None:
+    """Feed `monitor.services.jobs.STATS`: runs, late runs, skipped runs per job."""
+    if isinstance(event, JobSubmissionEvent):
+        times = sorted(event.scheduled_run_times)
+        STATS.ran(event.job_id, (datetime.now(UTC) - times[0]).total_seconds())
+        for _ in times[1:]:  # coalesced into this run
+            STATS.skipped(event.job_id)
+    else:
+        STATS.skipped(event.job_id)
+        log.warning("scheduler.run_skipped", job=event.job_id, event=event.code)
+
+
+async def close_all(notifiers: Mapping[str, Notifier]) -> None:
+    for name, notifier in notifiers.items():
+        try:
+            await close_notifier(notifier)
+        except Exception:
+            log.warning("notifier.close_failed", channel=name, exc_info=True)
 
 
 class _QuietServer:

@@ -3,6 +3,11 @@
 A notifier turns one `Notification` (one delivery of one alert group to one
 recipient on one channel) into one send, and classifies the outcome. Retries,
 backoff, failover and escalation are the dispatcher's, never the notifier's.
+
+A notifier lives as long as its config: `start()` before the first send (it may
+open a connection pool), `aclose()` when the config is replaced or the daemon
+stops. Plug-ins written before these two existed still load: `start_notifier` and
+`close_notifier` skip what a notifier does not have.
 """
 
 from __future__ import annotations
@@ -45,3 +50,24 @@ class Notifier(Protocol):
     async def lookup(self, notification: Notification) -> SendResult | None:
         """Settle a send whose outcome was unknown; None when it cannot tell."""
         ...
+
+    async def start(self) -> None:
+        """Open what the notifier keeps for its life (an HTTP client); may be a no-op."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close what `start()` or the first send opened; safe to call twice."""
+        ...
+
+
+async def start_notifier(notifier: object) -> None:
+    start = getattr(notifier, "start", None)
+    if start is not None:
+        await start()
+
+
+async def close_notifier(notifier: object) -> None:
+    """Close one notifier; a failure to close is logged by the caller, never raised on."""
+    close = getattr(notifier, "aclose", None)
+    if close is not None:
+        await close()

@@ -43,6 +43,12 @@ class ConsoleNotifier:
         )
         return SendResult("delivered", provider_id=f"console-{notification.delivery_id}")
 
+    async def start(self) -> None:
+        """Nothing to open: the log is always there."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
     async def lookup(self, notification: Notification) -> SendResult | None:
         # A log write never ends unknown, so there is nothing to settle.
         return None

@@ -153,6 +153,13 @@ class SmtpEmailNotifier:
         )
         return result
 
+    async def start(self) -> None:
+        """Nothing kept open: one SMTP session per message, so a dropped session never
+        leaves a later message's phase in doubt."""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
+
     async def lookup(self, notification: Notification) -> SendResult | None:
         # SMTP has no way to ask whether a message was accepted.
         return None

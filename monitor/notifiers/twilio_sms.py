@@ -2,10 +2,11 @@
 
 We use the official `twilio` library for the API shapes and error parsing, but give it
 our own small httpx transport: twilio's `AsyncTwilioHttpClient` ignores its `timeout`
-argument on async requests (9.13), creates an aiohttp session at construction (which
-needs a running loop and a close hook the Notifier interface does not have), and
+argument on async requests (9.13), needs aiohttp (not otherwise a dependency), and
 aiohttp's total timeout cannot tell "never connected" (safe to retry) from "sent, no
-answer" (must be settled by `lookup`).
+answer" (must be settled by `lookup`). The transport keeps one httpx client (one
+pool, one TLS context) for the notifier's life, for sends and lookup pages alike,
+closed by `aclose()`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from monitor.notifiers.base import Notification, SendResult
+from monitor.notifiers.http_client import SharedClient
 from monitor.notifiers.http_outcome import classify_transport_error
 from monitor.notifiers.settings import ChannelSettings
 from monitor.secrets import SecretSource
@@ -45,8 +47,8 @@ _ACCOUNT_SID = re.compile(r"^[A-Za-z0-9-]+$")
 class HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio is untyped
     """twilio's async HTTP client interface over httpx, with a real per-request timeout.
 
-    One httpx client per request: no pool outlives a send, so there is nothing to
-    close and no binding to one event loop.
+    One httpx client for the notifier's life (see `SharedClient`), reused by every
+    send and lookup page.
     """
 
     def __init__(self, timeout_s: float) -> None:
@@ -54,6 +56,7 @@ class HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio is unt
         # which carry the recipient's number.
         super().__init__(logger=logging.getLogger(__name__), is_async=True, timeout=timeout_s)
         self.timeout_s = timeout_s
+        self.http = SharedClient(timeout_s)
 
     async def request(
         self,
@@ -66,17 +69,16 @@ class HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # twilio is unt
         timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> Response:
-        async with httpx.AsyncClient(
-            timeout=timeout or self.timeout_s, follow_redirects=allow_redirects
-        ) as client:
-            response = await client.request(
-                method,
-                uri,
-                params=params,  # type: ignore[arg-type]
-                data=data,
-                headers=headers,
-                auth=auth,
-            )
+        response = await self.http.get().request(
+            method,
+            uri,
+            params=params,  # type: ignore[arg-type]
+            data=data,
+            headers=headers,
+            auth=auth,
+            timeout=timeout or self.timeout_s,
+            follow_redirects=allow_redirects,
+        )
         return Response(response.status_code, response.text, response.headers)
 
 
@@ -107,17 +109,24 @@ class TwilioSmsNotifier:
         auth_token = s.secret("auth_token_secret", "twilio_auth_token", secrets)
         s.finish()
 
+        self.transport = HttpxTwilioClient(self.timeout_s)
         self._client = Client(
             username=self.account_sid,
             password=auth_token,
             account_sid=self.account_sid,
-            http_client=HttpxTwilioClient(self.timeout_s),
+            http_client=self.transport,
         )
         # TWILIO_EDGE / TWILIO_REGION from the environment would rewrite the host.
         self._client.edge = None
         self._client.region = None
         # Every Messages URL is built from the Api domain's base_url.
         self._client.api.base_url = self.api_base_url
+
+    async def start(self) -> None:
+        self.transport.http.get()
+
+    async def aclose(self) -> None:
+        await self.transport.http.aclose()
 
     @property
     def receipts(self) -> bool:

@@ -18,6 +18,7 @@ import httpx
 import structlog
 
 from monitor.notifiers.base import Notification, SendResult
+from monitor.notifiers.http_client import SharedClient
 from monitor.notifiers.http_outcome import classify_status, classify_transport_error
 from monitor.notifiers.settings import ChannelSettings
 from monitor.secrets import SecretSource
@@ -58,6 +59,7 @@ class WebhookNotifier:
         self.timeout_s = s.positive_float("timeout_s", 10.0)
         self._key = s.secret("secret", "webhook_secret", secrets)
         s.finish()
+        self.http = SharedClient(self.timeout_s)
 
     def __repr__(self) -> str:
         return f"WebhookNotifier(url={self.url!r})"
@@ -88,10 +90,7 @@ class WebhookNotifier:
             "Idempotency-Key": f"{notification.alert_code}-{notification.delivery_id}",
         }
         try:
-            # One client per send: the Notifier interface has no close hook, and
-            # alert volume is far too low for connection reuse to matter.
-            async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as client:
-                response = await client.post(self.url, content=body, headers=headers)
+            response = await self.http.get().post(self.url, content=body, headers=headers)
         except httpx.TransportError as exc:
             result = classify_transport_error(exc)
         else:
@@ -112,6 +111,12 @@ class WebhookNotifier:
             error=result.error,
         )
         return result
+
+    async def start(self) -> None:
+        self.http.get()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
 
     async def lookup(self, notification: Notification) -> SendResult | None:
         # A generic receiver cannot be queried; its Idempotency-Key handling makes a

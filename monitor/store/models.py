@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from monitor.store.types import UTCDateTime
@@ -155,6 +155,8 @@ class DeliveryRow(SQLModel, table=True):
     next_attempt_at: datetime = _dt()
     claimed_by: str | None = Field(default=None, max_length=100)
     claimed_until: datetime | None = _dt(nullable=True)
+    # set by the claim when it took over a lapsed claim (send may have happened)
+    reclaimed: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     provider_id: str | None = Field(default=None, max_length=200)
     last_error: str | None = None
     created_at: datetime = _dt()
@@ -239,3 +241,15 @@ class SourceCursorRow(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=100)
     cursor: str
     updated_at: datetime = _dt()
+
+
+class InstanceRow(SQLModel, table=True):
+    """A running daemon and its lease: claims of one whose lease lapsed are freed."""
+
+    __tablename__ = "instances"
+
+    id: str = Field(primary_key=True, max_length=100)
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = _dt()
+    lease_until: datetime = _dt(index=True)

@@ -184,3 +184,18 @@ def test_missing_key_names_the_secret_setting() -> None:
 def test_retry_after_parsing(header: str | None, seconds: float | None) -> None:
     now = 1795615200.0  # Wed, 25 Nov 2026 14:00:00 GMT
     assert parse_retry_after(header, now=now) == seconds
+
+
+async def test_one_client_for_the_notifiers_life_closed_by_aclose(
+    receiver: FakeWebhookReceiver, notification: Notification
+) -> None:
+    hook = WebhookNotifier(settings(receiver), secrets())
+    await hook.start()
+    for i in range(3):
+        result = await hook.send(make_notification(delivery_id=100 + i))
+        assert result.outcome == "delivered"
+    assert hook.http.made == 1  # one pool and TLS context, not one per POST
+    client = hook.http.get()
+    await hook.aclose()
+    assert client.is_closed
+    await hook.aclose()  # twice is harmless

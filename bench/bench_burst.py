@@ -1,0 +1,342 @@
+"""A burst of distinct stop alerts, end to end to a local webhook receiver, beside
+Prometheus Alertmanager fed the same alerts and delivering to the same receiver.
+
+Run: .venv/bin/python bench/bench_burst.py [--alerts 20000]
+What is timed: for lab-monitor, from `monitor run` starting with N committed stop
+alerts (each with its delivery in the outbox: the sending side) to the receiver
+holding all N; for Alertmanager (in memory, clustering off, group_wait 0,
+group_by ['...']), from the first v2 API POST to the receiver holding all N.
+Goals: all delivered; our rate >= Alertmanager's in the same run; daemon RSS < 250 MB.
+Writes bench/results/burst-<time>.json with the machine's description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitor.routing import parse_routing  # noqa: E402
+from monitor.services.outbox import enqueue  # noqa: E402
+from monitor.settings import load_settings  # noqa: E402
+from monitor.store.db import make_engine, session_scope, upgrade  # noqa: E402
+from monitor.store.models import AlertRow  # noqa: E402
+
+RSS_GOAL_MB = 250.0
+
+
+class Receiver(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.codes: dict[str, set[str]] = {"monitor": set(), "am": set()}
+        self.posts = {"monitor": 0, "am": 0}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client closing a kept-alive connection is not news
+
+    def count(self, who: str) -> int:
+        with self.lock:
+            return len(self.codes[who])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        server: Receiver = self.server  # type: ignore[assignment]
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        who = "am" if self.path.startswith("/am") else "monitor"
+        if who == "am":
+            codes = [a["labels"]["code"] for a in body.get("alerts", [])]
+        else:
+            codes = [body["alert_code"]]
+        with server.lock:
+            server.codes[who].update(codes)
+            server.posts[who] += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+
+def machine() -> dict[str, object]:
+    mem = ""
+    with open("/proc/meminfo") as f:
+        mem = f.readline().split(":")[1].strip()
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "memory": mem,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def seed(db: str, config: Path, n: int) -> None:
+    settings = load_settings(config)
+    routing = parse_routing(settings.raw)
+    engine = make_engine(db)
+    upgrade(engine)
+    now = datetime.now(UTC)
+    for start in range(0, n, 1000):
+        with session_scope(engine) as s:
+            for i in range(start, min(n, start + 1000)):
+                alert = AlertRow(
+                    code=f"B{i:06d}",
+                    patient_id=None,
+                    rule="stop.transaminase",
+                    severity="critical",
+                    key=f"bench:{i}",
+                    at=now,
+                    raised_at=now,
+                    message=f"ALT 640 U/L above the stop line. STOP azathioprine (bench {i}).",
+                    details={},
+                    profile="azathioprine-seed",
+                    group_id=f"bench-{i}",
+                )
+                s.add(alert)
+                s.flush()
+                enqueue(s, [alert], routing, now)
+    engine.dispose()
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_monitor(receiver: Receiver, n: int, tmp: Path) -> dict[str, float]:
+    db = f"sqlite:///{tmp / 'bench.db'}"
+    config = tmp / "monitor.toml"
+    config.write_text(f"""
+[database]
+url = "{db}"
+[protocols]
+dir = "{ROOT / "config" / "protocols"}"
+default = "azathioprine-seed"
+[channels.hook]
+kind = "webhook"
+url = "{receiver.url}/monitor"
+max_concurrency = 32
+[recipients.oncall]
+label = "On call"
+contacts = [{{ channel = "hook", address = "oncall" }}]
+[groups]
+oncall = ["oncall"]
+[[routes]]
+name = "all"
+escalation = ["oncall"]
+[escalation]
+critical_ack_minutes = 600
+delivery_failure_group = "oncall"
+[dispatch]
+batch = 200
+[daemon]
+sweep_seconds = 3600
+escalation_seconds = 3600
+""")
+    seed(db, config, n)
+    env = {**os.environ, "MONITOR_WEBHOOK_SECRET": "bench", "MONITOR_LOG_LEVEL": "WARNING"}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "--config", str(config), "run", "--no-web"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    peak = 0.0
+    first: float | None = None
+    deadline = time.monotonic() + 600
+    while receiver.count("monitor") < n and time.monotonic() < deadline:
+        peak = max(peak, rss_mb(proc.pid))
+        if first is None and receiver.count("monitor"):
+            first = time.perf_counter() - t0
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    got = receiver.count("monitor")
+    return {
+        "delivered": got,
+        "seconds": elapsed,
+        "rate": got / elapsed,
+        "start_to_first_s": first or elapsed,
+        "rss_peak_mb": peak,
+    }
+
+
+def alertmanager_binary() -> str | None:
+    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "prometheus-alertmanager"],
+            check=False,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+def run_alertmanager(receiver: Receiver, n: int, tmp: Path) -> dict[str, float] | None:
+    binary = alertmanager_binary()
+    if binary is None:
+        return None
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp / "am.yml").write_text(f"""
+route:
+  receiver: hook
+  group_by: ['...']
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 24h
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: "{receiver.url}/am"
+        send_resolved: false
+""")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp / 'am.yml'}",
+            f"--storage.path={tmp / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = f"http://127.0.0.1:{port}/api/v2/alerts"
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        t0 = time.perf_counter()
+        for start in range(0, n, 500):
+            alerts = [
+                {
+                    "labels": {"alertname": "stop.transaminase", "code": f"B{i:06d}"},
+                    "annotations": {"summary": "ALT above the stop line"},
+                    "endsAt": ends,
+                }
+                for i in range(start, min(n, start + 500))
+            ]
+            request = urllib.request.Request(
+                api,
+                data=json.dumps(alerts).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(request, timeout=30).read()
+        deadline = time.monotonic() + 300
+        while receiver.count("am") < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - t0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    got = receiver.count("am")
+    return {"delivered": got, "seconds": elapsed, "rate": got / elapsed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=20_000)
+    args = parser.parse_args()
+    n = args.alerts
+    receiver = Receiver()
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        ours = run_monitor(receiver, n, tmp)
+        theirs = run_alertmanager(receiver, n, tmp)
+    receiver.shutdown()
+    ok = True
+
+    def line(what: str, value: str, limit: str, good: bool) -> None:
+        nonlocal ok
+        ok &= good
+        print(f"{'ok  ' if good else 'MISS'} {what:<44} {value:>16}   limit: {limit}")
+
+    print(f"burst of {n:,} distinct stop alerts to a local webhook receiver")
+    line("lab-monitor delivered", f"{ours['delivered']:,.0f}", f"all {n:,}", ours["delivered"] == n)
+    print(f"     (daemon start to first delivery {ours['start_to_first_s']:.1f} s, included)")
+    line("lab-monitor daemon RSS peak", f"{ours['rss_peak_mb']:.0f} MB", "< 250 MB",
+         ours["rss_peak_mb"] < RSS_GOAL_MB)
+    if theirs is None:
+        line("lab-monitor rate", f"{ours['rate']:,.0f}/s", "Alertmanager: not installed", False)
+    else:
+        line("Alertmanager delivered", f"{theirs['delivered']:,.0f}", f"all {n:,}",
+             theirs["delivered"] == n)
+        line("lab-monitor rate", f"{ours['rate']:,.0f}/s",
+             f">= Alertmanager {theirs['rate']:,.0f}/s ({ours['rate'] / theirs['rate']:.2f}x)",
+             ours["rate"] >= theirs["rate"])
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (out / f"burst-{stamp}.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "burst",
+                "alerts": n,
+                "at": stamp,
+                "machine": machine(),
+                "lab_monitor": ours,
+                "alertmanager": theirs,
+                "goals_met": ok,
+            },
+            indent=2,
+        )
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
