@@ -16,6 +16,7 @@ from monitor.sources.fhir_poller import FhirPoller
 from monitor.store.db import session_scope
 from monitor.store.models import AlertRow, EventRow, QuarantineRow
 from monitor.web.app import create_app
+from monitor.web.host import WebSettings
 from tests.daemon.conftest import Rig
 from tests.daemon.helpers import enrol
 from tests.ingest.test_ingest import hl7
@@ -72,7 +73,8 @@ def test_fhir_push_new_version_replaces_the_value_and_is_judged(rig: Rig) -> Non
     start = datetime.now(UTC) - timedelta(days=3)
     rig.clock.set(datetime.now(UTC))
     enrol(rig, "P-1", start=start, identifiers=["FHIR:Patient/p1"])
-    client = TestClient(create_app(rig.service))
+    # This test is about versions, not about who may push: opened explicitly.
+    client = TestClient(create_app(rig.service, WebSettings(fhir_push_allow_without_token=True)))
     obs = observation(77, rig.clock.now() - timedelta(hours=3), 610)
     obs["status"] = "preliminary"
     assert push(client, obs).status_code == 200
