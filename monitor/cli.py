@@ -146,6 +146,10 @@ def main_options(
     ] = False,
 ) -> None:
     configure_logging()
+    if ctx.invoked_subcommand == "check-config":
+        # check-config loads the file itself, to report every problem, not the first.
+        ctx.obj = config
+        return
     ctx.obj = Ctx(settings=load_settings(config), clock=SystemClock())
 
 
@@ -248,25 +252,44 @@ def check_config(
         list[Path] | None, typer.Option("--protocol", help="Also check this profile file.")
     ] = None,
 ) -> None:
-    """Check the config and every protocol profile; say plainly which are unapproved."""
-    c = ctx_of(ctx)
-    protocols = c.protocols()
+    """Run the service's own strict loading on the config; list every problem (exit 2)."""
+    from monitor.config_check import Problem, check, unreachable_critical
+
+    root = ctx.find_root().obj
+    checked = check(root if isinstance(root, Path) else None)
+    protocols = dict(checked.protocols)
     for path in protocol_file or []:
         try:
             extra = load_protocol(path)
         except ProtocolError as exc:
-            fail(str(exc))
+            checked.problems.append(Problem("--protocol", str(exc)))
+            continue
         protocols = {**protocols, extra.id: extra}
+    if checked.problems:
+        for problem in checked.problems:
+            typer.echo(f"error: {checked.file}: {problem}", err=True)
+        n = len(checked.problems)
+        typer.echo(f"Config NOT OK: {n} problem{'s' if n != 1 else ''}.", err=True)
+        raise typer.Exit(2)
+    assert checked.settings is not None and checked.routing is not None
+    settings = checked.settings
     typer.echo(
-        f"Config: {c.settings.path} (found by {c.settings.source}; "
-        f"database {c.settings.database_url})"
+        f"Config: {settings.path} (found by {settings.source}; "
+        f"database {settings.database_url})"
     )
     for proto in protocols.values():
-        mark = " (default)" if proto.id == c.settings.default_protocol else ""
+        mark = " (default)" if proto.id == settings.default_protocol else ""
         typer.echo(f"Profile {proto.label}{mark}: {proto.title}")
         typer.echo(f"  file: {proto.path}")
         for line in approval_lines(proto):
             typer.echo(f"  {line}")
+    typer.echo(f"Channels: {', '.join(sorted(checked.notifiers)) or 'none'}")
+    nobody = unreachable_critical(checked.routing)
+    if nobody and not settings.raw.get("daemon", {}).get("console_only", False):
+        typer.echo(
+            f"WARNING: {nobody}; `monitor run` refuses this config unless it runs with "
+            "--demo or --console-only, or [daemon] console_only = true says it is intended."
+        )
     typer.echo("Config OK.")
 
 
@@ -700,6 +723,20 @@ def run_cmd(
     ctx: typer.Context,
     demo: Annotated[bool, typer.Option("--demo", help="Enrol the example patients first")] = False,
     no_web: Annotated[bool, typer.Option("--no-web", help="Do not serve HTTP")] = False,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Web address (over [web] host)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=0, max=65535, help="Web port (over [web] port)")
+    ] = None,
+    mllp_port: Annotated[
+        int | None,
+        typer.Option("--mllp-port", min=0, max=65535, help="MLLP port (over [sources.mllp])"),
+    ] = None,
+    console_only: Annotated[
+        bool,
+        typer.Option("--console-only", help="Start even if critical alerts reach only the log"),
+    ] = False,
 ) -> None:
     """Run the monitor service (deadline sweep, dispatcher, escalation, webhooks)."""
     from monitor.daemon import run_daemon
@@ -712,7 +749,15 @@ def run_cmd(
         "config.found", path=str(c.settings.path), source=c.settings.source
     )
     try:
-        run_daemon(str(c.settings.path), web=not no_web)
+        run_daemon(
+            str(c.settings.path),
+            web=not no_web,
+            demo=demo,
+            console_only=console_only,
+            host=host,
+            port=port,
+            mllp_port=mllp_port,
+        )
     except SettingsError as exc:
         fail(str(exc))
 
@@ -1070,7 +1115,9 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage and input errors become one line on stderr and exit status 2."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="monitor")
+        code = app(args=argv, standalone_mode=False, prog_name="monitor")
+        if isinstance(code, int) and code:
+            sys.exit(code)  # a command's typer.Exit(n), returned in non-standalone mode
     except CliError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -1085,7 +1132,10 @@ def main(argv: list[str] | None = None) -> None:
                 err=True,
             )
             sys.exit(1)
-        raise
+        from monitor.startup import db_error_line
+
+        typer.echo(f"error: database: cannot use it ({db_error_line(exc)})", err=True)
+        sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -30,12 +30,12 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from monitor.clock import Clock, SystemClock
+from monitor.config_check import load_checked
 from monitor.core.protocol import Protocol
-from monitor.notifiers import load_notifier
 from monitor.notifiers.base import Notifier, close_notifier, start_notifier
-from monitor.routing import Routing, RoutingError, parse_routing
+from monitor.routing import Routing
 from monitor.sdnotify import SystemdNotifier
-from monitor.secrets import MissingSecretError, SecretSource
+from monitor.secrets import SecretSource
 from monitor.services.dispatch import Dispatcher, recover_orphans
 from monitor.services.escalation import escalate_due
 from monitor.services.evaluate import evaluate_patient, new_code
@@ -43,8 +43,15 @@ from monitor.services.ingest import PayloadResult, ingest_payload
 from monitor.services.instances import DEFAULT_LEASE_SECONDS, Heartbeat, new_instance_id
 from monitor.services.jobs import STATS
 from monitor.services.sweep import ESCALATION_BATCH, due_batches, single_runner
-from monitor.settings import Settings, SettingsError, load_settings, state_dir
+from monitor.settings import Settings, SettingsError, state_dir
 from monitor.sources import load_mapping
+from monitor.startup import (
+    StartupError,
+    check_database,
+    db_error_line,
+    listen_socket,
+    require_a_person,
+)
 from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import AlertRow, PatientRow
 from monitor.web.host import HostBasics
@@ -65,28 +72,17 @@ class Config:
 
 
 def load_config(path: str | None, secrets: SecretSource) -> Config:
-    settings = load_settings(path)
-    protocols = settings.protocols()
-    try:
-        routing = parse_routing(settings.raw)
-    except RoutingError as exc:
-        raise SettingsError(f"{settings.path}: {exc}") from exc
-    notifiers: dict[str, Notifier] = {}
-    concurrency: dict[str, int] = {}
-    for name, spec in routing.channels.items():
-        params = {k: v for k, v in spec.items() if k not in ("kind", "max_concurrency")}
-        if "max_concurrency" in spec:
-            limit = spec["max_concurrency"]
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise SettingsError(
-                    f"{settings.path}: channels.{name}.max_concurrency: must be a whole number >= 1"
-                )
-            concurrency[name] = limit
-        try:
-            notifiers[name] = load_notifier(str(spec["kind"]), params, secrets)
-        except (MissingSecretError, ValueError) as exc:
-            raise SettingsError(f"{settings.path}: channels.{name}: {exc}") from exc
-    return Config(settings, protocols, routing, notifiers, concurrency)
+    """The strict loader `monitor check-config` runs; ConfigInvalid lists every problem."""
+    checked = load_checked(path, secrets)
+    assert checked.settings is not None and checked.routing is not None
+    concurrency = {
+        name: int(spec["max_concurrency"])
+        for name, spec in checked.routing.channels.items()
+        if "max_concurrency" in spec
+    }
+    return Config(
+        checked.settings, checked.protocols, checked.routing, checked.notifiers, concurrency
+    )
 
 
 def unapproved(protocols: Mapping[str, Protocol]) -> list[str]:
@@ -136,6 +132,10 @@ class Service(HostBasics):
         self.mapping = load_mapping(config.settings.mapping_path)
         self.sources: list[Any] = []
         self._closing: set[asyncio.Task[None]] = set()
+        # `monitor run --host/--port/--mllp-port`, over the config's addresses.
+        self.listen: dict[str, Any] = {}
+        # Outside --demo: a config that pages nobody for a critical alert is refused.
+        self.require_person = False
 
     # --- the work (each callable with a pinned clock in tests) ---------------------
 
@@ -272,6 +272,8 @@ class Service(HostBasics):
         self.sd.reloading()
         try:
             new = load_config(self.config_path, self.secrets)
+            if self.require_person:
+                require_a_person(new.routing, console_only_intended(new.settings))
             mapping = load_mapping(new.settings.mapping_path)
         except (SettingsError, ValueError) as exc:
             log.error("config.reload_refused", reason=str(exc))
@@ -414,9 +416,17 @@ class Service(HostBasics):
         )
         server_task: asyncio.Task[Any] | None = None
         server: Any = None
-        if web:
-            server, server_task = await self._start_web()
-        await self._start_sources()
+        try:
+            if web:
+                server, server_task = await self._start_web()
+            await self._start_sources()
+        except StartupError:
+            if self.scheduler is not None:
+                self.scheduler.shutdown(wait=False)
+            for source in self.sources:
+                await source.stop()
+            self.engine.dispose()
+            raise
         self.sd.ready(status=self.status_line())
         log.info("daemon.started", status=self.status_line())
         await self.stopping.wait()
@@ -449,8 +459,17 @@ class Service(HostBasics):
         assert self.scheduler is not None
         mllp = conf.get("mllp", {})
         if mllp.get("enabled"):
+            if self.listen.get("mllp_port") is not None:
+                mllp = {**mllp, "port": self.listen["mllp_port"]}
             listener = MLLPListener(mllp, self.ingest)
-            await listener.start()
+            try:
+                await listener.start()
+            except OSError as exc:
+                raise StartupError(
+                    f"sources.mllp: cannot listen on {listener.host}:{listener.port} "
+                    f"({exc.strerror or exc}); set another port in the config or with "
+                    "--mllp-port"
+                ) from exc
             self.sources.append(listener)
         csv = conf.get("csv", {})
         if csv.get("enabled"):
@@ -494,12 +513,14 @@ class Service(HostBasics):
         web_cfg = self.config.settings.raw.get("web", {})
         if web_cfg.get("enabled", True) is False:
             return None, None
-        host = str(web_cfg.get("host", "127.0.0.1"))
-        port = int(web_cfg.get("port", 8080))
+        host = str(self.listen.get("host") or web_cfg.get("host", "127.0.0.1"))
+        port = self.listen.get("port")
+        port = int(web_cfg.get("port", 8080) if port is None else port)
+        sock = listen_socket(host, port, "web")
         web = web_settings(self.config.settings.raw)
         config = uvicorn_config(create_app(self, web), web, host, port)  # bounds, proxies
         server = _QuietServer(config)
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         log.info("web.listening", host=host, port=port)
         return server, task
 
@@ -574,10 +595,37 @@ class _QuietServer:
         return Server(config)
 
 
-def run_daemon(config_path: str | None, web: bool = True) -> None:
+def console_only_intended(settings: Settings) -> bool:
+    daemon = settings.raw.get("daemon", {})
+    return bool(isinstance(daemon, dict) and daemon.get("console_only", False))
+
+
+def run_daemon(
+    config_path: str | None,
+    web: bool = True,
+    *,
+    demo: bool = False,
+    console_only: bool = False,
+    host: str | None = None,
+    port: int | None = None,
+    mllp_port: int | None = None,
+) -> None:
+    """Load strictly, check what must hold, then run until SIGTERM; StartupError is one
+    line for the operator."""
     secrets = SecretSource()
     config = load_config(config_path, secrets)
+    if not demo:
+        require_a_person(config.routing, console_only or console_only_intended(config.settings))
     engine = make_engine(config.settings.database_url)
-    upgrade(engine)
+    check_database(engine)
+    try:
+        upgrade(engine)
+    except (OperationalError, OSError) as exc:
+        raise StartupError(
+            f"database {engine.url.render_as_string(hide_password=True)}: cannot migrate it "
+            f"({db_error_line(exc)})"
+        ) from exc
     service = Service(config, config_path=config_path, secrets=secrets, engine=engine)
+    service.require_person = not demo and not console_only
+    service.listen = {"host": host, "port": port, "mllp_port": mllp_port}
     asyncio.run(service.run(web=web))

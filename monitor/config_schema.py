@@ -1,0 +1,196 @@
+"""The shape of `monitor.toml`: every table and key the service reads, and nothing else.
+
+Each model forbids unknown keys, so `[chanels.console]`, `sweep_second` or `[web] prot`
+is an error naming the key instead of a silent default. Values are strict (a port is
+an integer, not "8080"). Cross-references (a route naming a group, a contact naming a
+channel), time zones, secrets and the channels' own settings are checked in
+`monitor.config_check`, which reads these models. A new key the service reads must be
+added here, or every config that sets it is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+Severity = Literal["critical", "warning", "info"]
+
+
+def _as_list(value: Any) -> Any:
+    """A single string where a list is expected is that one item."""
+    return [value] if isinstance(value, str) else value
+
+
+def _clock(value: Any) -> Any:
+    if isinstance(value, str) and not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", value):
+        raise ValueError(f"{value!r} must look like 22:00")
+    return value
+
+
+Strings = Annotated[list[str], BeforeValidator(_as_list)]
+Severities = Annotated[list[Severity], BeforeValidator(_as_list)]
+Clock = Annotated[str, BeforeValidator(_clock)]
+Positive = Annotated[float, Field(gt=0)]
+Count = Annotated[int, Field(ge=1)]
+Port = Annotated[int, Field(ge=0, le=65535)]  # 0: any free port (tests)
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class DatabaseTable(Table):
+    url: str = ""
+
+
+class ProtocolsTable(Table):
+    dir: str = "protocols"
+    default: NonEmpty
+
+
+class ChannelTable(BaseModel):
+    """`kind` here; the notifier of that kind checks (and refuses unknown) the rest."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    kind: NonEmpty
+    max_concurrency: Count | None = None  # sends at once on this channel (the dispatcher)
+
+
+class ContactTable(Table):
+    channel: NonEmpty
+    address: str = ""
+
+
+class RecipientTable(Table):
+    label: str | None = None
+    contacts: Annotated[list[ContactTable], Field(min_length=1)]
+
+
+class RouteTable(Table):
+    name: str | None = None
+    rules: Strings = []
+    severities: Severities = []
+    escalation: Annotated[Strings, Field(min_length=1)]
+
+
+class EscalationTable(Table):
+    critical_ack_minutes: Positive = 15
+    warning_repeat_minutes: Positive = 240
+    delivery_failure_group: NonEmpty = "coordinators"
+
+
+class QuietHoursTable(Table):
+    start: Clock
+    end: Clock
+    timezone: NonEmpty = "UTC"
+
+
+class DispatchTable(Table):
+    max_attempts: Count = 8
+    retry_base_s: Positive = 5
+    retry_max_s: Positive = 600
+    send_timeout_s: Positive = 20
+    batch: Count = 50
+
+
+class DaemonTable(Table):
+    sweep_seconds: Positive = 60
+    dispatch_seconds: Positive = 1
+    escalation_seconds: Positive = 30
+    # True says a console-only config (no SMS, email or webhook for critical alerts)
+    # is intended; without it `monitor run` refuses such a config outside --demo.
+    console_only: bool = False
+    # Readiness: the last sweep must be younger than this (default 3 sweeps + 60 s),
+    # and no delivery may wait longer than outbox_stuck_s.
+    ready_sweep_age_s: Positive | None = None
+    outbox_stuck_s: Positive = 600
+    # A dead man's switch: GET this URL after each successful sweep.
+    heartbeat_url: NonEmpty | None = None
+    heartbeat_timeout_s: Positive = 5
+    # Failover: an instance whose heartbeat lease lapsed has its claims freed.
+    instance_lease_seconds: Positive = 15
+
+
+class WebTable(Table):
+    enabled: bool = True
+    host: NonEmpty = "127.0.0.1"
+    port: Port = 8080
+    public_url: NonEmpty | None = None
+    secure_cookies: bool = False
+    same_site: Literal["lax", "strict"] = "lax"
+    session_idle_minutes: Positive = 30
+    session_max_hours: Positive = 12
+    login_max_failures_per_user: Count = 5
+    login_max_failures_per_ip: Count = 20
+    login_window_minutes: Positive = 15
+    page_size: Count = 50
+    timezone: NonEmpty | None = None
+    # Bounds and trust (monitor/web/host.py WebSettings has the meaning of each).
+    max_body_bytes: Count = 64 * 1024
+    fhir_max_body_bytes: Count = 10 * 1024 * 1024
+    twilio_max_body_bytes: Count = 64 * 1024
+    fhir_push_allow_without_token: bool = False
+    trusted_proxies: Strings = []
+    login_slowdown_after_failures: Count = 10
+    login_max_delay_seconds: Positive = 60
+    header_timeout_s: Positive = 10
+    keep_alive_timeout_s: Positive = 5
+    max_header_bytes: Count = 16 * 1024
+    limit_concurrency: Count = 1000
+
+
+class SourceTable(Table):
+    enabled: bool = False
+    timezone: NonEmpty = "UTC"
+    # Silence detection: a feed that delivers nothing for this long (plus grace)
+    # raises system.source_silent to the coordinators.
+    expect_every_minutes: Positive | None = None
+    silence_grace_minutes: Positive = 15
+
+
+class MllpTable(SourceTable):
+    host: NonEmpty = "127.0.0.1"
+    port: Port = 2575
+
+
+class CsvTable(SourceTable):
+    dir: NonEmpty = "inbox"
+    scan_seconds: Positive = 10
+    min_age_s: Positive = 2
+
+
+class FhirPollTable(SourceTable):
+    base_url: NonEmpty | None = None
+    codes: Strings | None = None
+    page_size: Count = 100
+    start_from: NonEmpty = "1970-01-01T00:00:00Z"
+    timeout_s: Positive = 20
+    interval_seconds: Positive = 300
+
+
+class SourcesTable(Table):
+    quarantine_report_at: Clock = "08:00"
+    mapping: NonEmpty | None = None
+    mllp: MllpTable | None = None
+    csv: CsvTable | None = None
+    fhir_poll: FhirPollTable | None = None
+
+
+class ConfigFile(Table):
+    """The whole of monitor.toml."""
+
+    database: DatabaseTable = DatabaseTable()
+    protocols: ProtocolsTable
+    channels: dict[str, ChannelTable] = {}
+    recipients: dict[str, RecipientTable] = {}
+    groups: dict[str, Strings] = {}
+    routes: list[RouteTable] = []
+    escalation: EscalationTable = EscalationTable()
+    quiet_hours: QuietHoursTable | None = None
+    dispatch: DispatchTable = DispatchTable()
+    daemon: DaemonTable = DaemonTable()
+    web: WebTable = WebTable()
+    sources: SourcesTable = SourcesTable()
