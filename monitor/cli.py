@@ -107,7 +107,10 @@ class Ctx:
 
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.settings.database_url)
+            try:
+                self._engine = make_engine(self.settings.database_url)
+            except OSError as exc:
+                fail(f"database: cannot open it ({exc.strerror or exc}: {exc.filename})")
             if self.settings.database_url.startswith("sqlite"):
                 upgrade(self._engine)
         return self._engine

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -408,6 +409,18 @@ class Service(HostBasics):
                 profile=label,
                 message=f"profile {label} is UNAPPROVED: no clinician has signed it off",
             )
+        # The listening addresses first: a busy port stops the start before any job runs.
+        sock: socket.socket | None = None
+        try:
+            sock = self._bind_web() if web else None
+            await self._start_mllp()
+        except StartupError:
+            if sock is not None:
+                sock.close()
+            for source in self.sources:
+                await source.stop()
+            self.engine.dispose()
+            raise
         daemon_cfg = self.config.settings.raw.get("daemon", {})
         self.start_scheduler(
             float(daemon_cfg.get("sweep_seconds", 60)),
@@ -416,17 +429,9 @@ class Service(HostBasics):
         )
         server_task: asyncio.Task[Any] | None = None
         server: Any = None
-        try:
-            if web:
-                server, server_task = await self._start_web()
-            await self._start_sources()
-        except StartupError:
-            if self.scheduler is not None:
-                self.scheduler.shutdown(wait=False)
-            for source in self.sources:
-                await source.stop()
-            self.engine.dispose()
-            raise
+        if sock is not None:
+            server, server_task = await self._start_web(sock)
+        await self._start_sources()
         self.sd.ready(status=self.status_line())
         log.info("daemon.started", status=self.status_line())
         await self.stopping.wait()
@@ -449,15 +454,11 @@ class Service(HostBasics):
         self.engine.dispose()
         log.info("daemon.stopped")
 
-    async def _start_sources(self) -> None:
-        """Listeners and pollers named in `[sources.*]` with `enabled = true`."""
-        from monitor.sources.csv_folder import CSVFolder
-        from monitor.sources.fhir_poller import FhirPoller
+    async def _start_mllp(self) -> None:
+        """The MLLP listener of `[sources.mllp]` when enabled; a busy port is StartupError."""
         from monitor.sources.mllp_listener import MLLPListener
 
-        conf = self.config.settings.raw.get("sources", {})
-        assert self.scheduler is not None
-        mllp = conf.get("mllp", {})
+        mllp = self.config.settings.raw.get("sources", {}).get("mllp", {})
         if mllp.get("enabled"):
             if self.listen.get("mllp_port") is not None:
                 mllp = {**mllp, "port": self.listen["mllp_port"]}
@@ -471,6 +472,14 @@ class Service(HostBasics):
                     "--mllp-port"
                 ) from exc
             self.sources.append(listener)
+
+    async def _start_sources(self) -> None:
+        """The folder and poller named in `[sources.*]` with `enabled = true`."""
+        from monitor.sources.csv_folder import CSVFolder
+        from monitor.sources.fhir_poller import FhirPoller
+
+        conf = self.config.settings.raw.get("sources", {})
+        assert self.scheduler is not None
         csv = conf.get("csv", {})
         if csv.get("enabled"):
             folder = CSVFolder(csv, self.ingest, state_dir(), self.clock.now)
@@ -504,19 +513,22 @@ class Service(HostBasics):
                 coalesce=True,
             )
 
-    async def _start_web(self) -> tuple[Any, asyncio.Task[Any] | None]:
+    def _bind_web(self) -> socket.socket | None:
+        """The web address (`--host/--port` over `[web]`), bound; None when disabled."""
+        web_cfg = self.config.settings.raw.get("web", {})
+        if web_cfg.get("enabled", True) is False:
+            return None
+        host = str(self.listen.get("host") or web_cfg.get("host", "127.0.0.1"))
+        port = self.listen.get("port")
+        return listen_socket(host, int(web_cfg.get("port", 8080) if port is None else port), "web")
+
+    async def _start_web(self, sock: socket.socket) -> tuple[Any, asyncio.Task[Any] | None]:
 
         from monitor.web.app import create_app
         from monitor.web.host import web_settings
         from monitor.web.server import uvicorn_config
 
-        web_cfg = self.config.settings.raw.get("web", {})
-        if web_cfg.get("enabled", True) is False:
-            return None, None
-        host = str(self.listen.get("host") or web_cfg.get("host", "127.0.0.1"))
-        port = self.listen.get("port")
-        port = int(web_cfg.get("port", 8080) if port is None else port)
-        sock = listen_socket(host, port, "web")
+        host, port = sock.getsockname()[:2]
         web = web_settings(self.config.settings.raw)
         config = uvicorn_config(create_app(self, web), web, host, port)  # bounds, proxies
         server = _QuietServer(config)
@@ -616,7 +628,13 @@ def run_daemon(
     config = load_config(config_path, secrets)
     if not demo:
         require_a_person(config.routing, console_only or console_only_intended(config.settings))
-    engine = make_engine(config.settings.database_url)
+    try:
+        engine = make_engine(config.settings.database_url)
+    except OSError as exc:
+        raise StartupError(
+            f"database {config.settings.database_url}: cannot open it ({exc.strerror or exc}: "
+            f"{exc.filename})"
+        ) from exc
     check_database(engine)
     try:
         upgrade(engine)
