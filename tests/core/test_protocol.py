@@ -105,6 +105,8 @@ def _with(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         (lambda d: _with(d, "approval.status", "approved"), "approval.approved_by"),
         (lambda d: _with(d, "pattern.cholestatic_max_r", 6.0), "pattern.cholestatic_max_r"),
         (lambda d: _with(d, "symptoms.names", []), "symptoms.names"),
+        (lambda d: _with(d, "dosing.step_mgs", 25), "dosing.step_mgs: unknown key"),
+        (lambda d: _with(d, "warn.cholestatic.alp_min_grade", 7), "warn.cholestatic.alp_min_grade"),
     ],
 )
 def test_malformed_profile_is_refused_naming_the_key(mutate: Any, expected: str) -> None:
@@ -129,6 +131,7 @@ def test_broken_toml_names_the_file(tmp_path: Path) -> None:
 
 PURE_CORE = [
     ROOT / "monitor" / "core" / "timeline.py",
+    ROOT / "monitor" / "core" / "panel.py",
     *sorted((ROOT / "monitor" / "rules").glob("*.py")),
 ]
 
