@@ -753,9 +753,11 @@ def _escape(text: str, sep: str, enc: str) -> str:
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
+    """The leading numeric parts of MSH-12; ASCII digits only (str.isdigit() also
+    accepts '²', which int() refuses, and a stored message must still be answered)."""
     parts = []
     for piece in version.split("."):
-        if not piece.isdigit():
+        if not (piece.isascii() and piece.isdigit()):
             break
         parts.append(int(piece))
     return tuple(parts)

@@ -63,3 +63,15 @@ def test_ack_default_control_ids_are_unique() -> None:
     first = segments(build_ack(V251, "AA"))["MSH"][9]
     second = segments(build_ack(V251, "AA"))["MSH"][9]
     assert first != second and len(first) <= 20
+
+
+@pytest.mark.parametrize("version", ["2.²", "²", "2.5.1x", "", "v2", "2.5.1^ISO&x"])
+@pytest.mark.parametrize("code", ["AA", "AE", "AR"])
+def test_any_msh12_still_gets_an_ack(version: str, code: str) -> None:
+    """A stored message is always answered: an MSH-12 the builder cannot read (a
+    superscript digit passes str.isdigit but not int()) must not stop the ACK."""
+    message = V251.replace("|P|2.5.1\r", f"|P|{version}\r")
+    ack = build_ack(message, code, None if code == "AA" else "held", now=NOW)  # type: ignore[arg-type]
+    seg = segments(ack)
+    assert seg["MSA"][:3] == ["MSA", code, "CTRL1"]
+    assert ("ERR" in seg) == (code != "AA")
