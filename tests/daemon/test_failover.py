@@ -17,14 +17,11 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from monitor.routing import parse_routing
-from monitor.schemas import LabIn, PatientIn
-from monitor.services.intake import enroll, record_event
 from monitor.settings import load_settings
 from monitor.store.db import make_engine, session_scope, upgrade
-from monitor.store.models import AlertRow, DeliveryAttemptRow, DeliveryRow
+from monitor.store.models import DeliveryAttemptRow, DeliveryRow
 from tests.daemon.test_postgres import PG, pg_url
-from tests.daemon.test_process import Daemon, wait_until
+from tests.daemon.test_process import Daemon, enrol_with_stop_alerts, wait_until
 from tests.fakes.webhook_receiver import FakeWebhookReceiver, _Handler
 from tests.helpers import ROOT
 
@@ -107,35 +104,10 @@ def test_three_daemons_one_killed_mid_burst_every_alert_delivered(
     path = tmp_path / "monitor.toml"
     path.write_text(config(pg_url, receiver.url))
     settings = load_settings(path)
-    protocols, routing = settings.protocols(), parse_routing(settings.raw)
     engine = make_engine(pg_url)
     upgrade(engine)
     now = datetime.now(UTC)
-    for i in range(N):
-        pid = f"P-{i:02d}"
-        with session_scope(engine) as s:
-            enroll(
-                s,
-                PatientIn.model_validate(
-                    {
-                        "id": pid,
-                        "weight_kg": 70,
-                        "start": (now - timedelta(days=1)).isoformat(),
-                        "tpmt": "normal",
-                        "baseline": {"alt": 20, "ast": 20},
-                    }
-                ),
-                now,
-                protocols,
-                settings.default_protocol,
-                routing,
-            )
-        lab = LabIn.model_validate({"kind": "lab", "at": now.isoformat(), "results": {"alt": 400}})
-        with session_scope(engine) as s:
-            record_event(s, pid, "lab", lab.at, lab.payload(), now, protocols, routing=routing)
-    with session_scope(engine) as s:
-        codes = {a.code for a in s.exec(select(AlertRow)) if a.rule.startswith("stop.")}
-    assert len(codes) == N
+    codes = enrol_with_stop_alerts(engine, settings, N, now)
 
     daemons = [Daemon(path, tmp_path / f"daemon{i}.log") for i in range(3)]
     for d in daemons:

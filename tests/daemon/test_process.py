@@ -18,12 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import select
 
 from monitor.routing import parse_routing
 from monitor.schemas import LabIn, PatientIn
 from monitor.services.intake import enroll, record_event
-from monitor.settings import load_settings
+from monitor.settings import Settings, load_settings
 from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import AlertRow, DeliveryRow
 from tests.daemon.conftest import SECRETS, config_text
@@ -153,15 +154,10 @@ def test_lab_add_reaches_sms_and_email_within_seconds(
     assert daemon.kill(signal.SIGTERM) == 0  # clean exit on SIGTERM
 
 
-def test_sigkill_mid_burst_then_restart_delivers_every_alert(
-    daemon: Daemon, daemon_config: Path, fake_twilio: FakeTwilioAPI
-) -> None:
-    settings = load_settings(daemon_config)
-    protocols = settings.protocols()
-    routing = parse_routing(settings.raw)
-    engine = make_engine(settings.database_url)
-    now = datetime.now(UTC)
-    n = 12
+def enrol_with_stop_alerts(engine: Engine, settings: Settings, n: int, now: datetime) -> set[str]:
+    """Enrol P-00..P-<n-1>, each with an ALT of 400 U/L: one stop alert each, written
+    (with its deliveries) by the CLI's intake, for a daemon to send. The alert codes."""
+    protocols, routing = settings.protocols(), parse_routing(settings.raw)
     for i in range(n):
         pid = f"P-{i:02d}"
         with session_scope(engine) as s:
@@ -187,6 +183,17 @@ def test_sigkill_mid_burst_then_restart_delivers_every_alert(
     with session_scope(engine) as s:
         codes = {a.code for a in s.exec(select(AlertRow)) if a.rule.startswith("stop.")}
     assert len(codes) == n
+    return codes
+
+
+def test_sigkill_mid_burst_then_restart_delivers_every_alert(
+    daemon: Daemon, daemon_config: Path, fake_twilio: FakeTwilioAPI
+) -> None:
+    settings = load_settings(daemon_config)
+    engine = make_engine(settings.database_url)
+    now = datetime.now(UTC)
+    n = 12
+    codes = enrol_with_stop_alerts(engine, settings, n, now)
 
     fake_twilio.post_delay_s = 0.3  # each send takes a while: the kill lands mid-send
     daemon.start()
