@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -31,6 +32,21 @@ def _stopped_for(state: PatientState, view: PanelView) -> bool:
     return view.via_symptoms or any(f.is_stop for f in state.findings_for_event(view.lab.id))
 
 
+def _at_or_above(
+    state: PatientState, view: PanelView, protocol: Protocol, minimum: Mapping[str, int]
+) -> Iterator[tuple[str, float, float, float | None, int]]:
+    """(analyte, value, ULN, baseline, grade) of each of the panel's own results at or
+    above its minimum CTCAE grade, in `minimum`'s order."""
+    for analyte, need in minimum.items():
+        if analyte not in view.own:
+            continue
+        value, uln = view.own[analyte], view.uln[analyte]
+        base = state.patient.baseline.get(analyte)
+        grade = ctcae_grade(analyte, value, uln, base, protocol)
+        if grade >= need:
+            yield analyte, value, uln, base, grade
+
+
 @rule("warn.transaminase_elevated")
 def transaminase_elevated(state: PatientState, now: datetime, protocol: Protocol) -> list[Finding]:
     def judge(view: PanelView) -> Finding | None:
@@ -38,14 +54,8 @@ def transaminase_elevated(state: PatientState, now: datetime, protocol: Protocol
             return None
         hits: list[str] = []
         thresholds: dict[str, float] = {}
-        for analyte in TRANSAMINASES:
-            if analyte not in view.own:
-                continue
-            value, uln = view.own[analyte], view.uln[analyte]
-            base = state.patient.baseline.get(analyte)
-            grade = ctcae_grade(analyte, value, uln, base, protocol)
-            if grade < protocol.warn.transaminase_min_grade:
-                continue
+        minimum = dict.fromkeys(TRANSAMINASES, protocol.warn.transaminase_min_grade)
+        for analyte, value, uln, base, grade in _at_or_above(state, view, protocol, minimum):
             if baseline_is_abnormal(base, uln):
                 assert base is not None
                 limit = protocol.grading[analyte].baseline[0] * base
@@ -72,9 +82,6 @@ def transaminase_elevated(state: PatientState, now: datetime, protocol: Protocol
     return each_panel(state, protocol, judge)
 
 
-CHOLESTATIC = ("alp", "ggt", "bilirubin")
-
-
 @rule("warn.cholestatic")
 def cholestatic(state: PatientState, now: datetime, protocol: Protocol) -> list[Finding]:
     """ALP, GGT or bilirubin at or above the profile's CTCAE grade, below the stop lines:
@@ -92,15 +99,8 @@ def cholestatic(state: PatientState, now: datetime, protocol: Protocol) -> list[
         }
         hits: list[str] = []
         thresholds: dict[str, float] = {}
-        for analyte in CHOLESTATIC:
-            if analyte not in view.own:
-                continue
-            value, uln = view.own[analyte], view.uln[analyte]
-            base = state.patient.baseline.get(analyte)
-            grade = ctcae_grade(analyte, value, uln, base, protocol)
+        for analyte, value, uln, base, grade in _at_or_above(state, view, protocol, minimum):
             need = minimum[analyte]
-            if grade < need:
-                continue
             bounds = protocol.grading[analyte]
             if baseline_is_abnormal(base, uln):
                 assert base is not None
