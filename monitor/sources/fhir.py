@@ -438,7 +438,7 @@ def _read(entry: _Entry, ctx: _Context, subject: _Subject) -> None:
     mapping = ctx.mapping
     parent, parent_code, conflict = _analyte(obs.code, mapping)
     if conflict:
-        subject.problems.append(Problem(where, "its codes name different liver tests", "dropped"))
+        subject.problems.append(Problem(where, "its codes name different liver tests", "held"))
         return
     targets: list[tuple[str, SourceCode, Any]] = []
     components = list(obs.component or [])
@@ -460,7 +460,7 @@ def _read(entry: _Entry, ctx: _Context, subject: _Subject) -> None:
                     where,
                     f"component code {_code_label(comp.code)!r} looks like a liver test "
                     "but is not mapped (add it to config/mapping.toml)",
-                    "dropped",
+                    "held",
                 )
             )
     if not targets:
@@ -471,7 +471,7 @@ def _read(entry: _Entry, ctx: _Context, subject: _Subject) -> None:
                     f"code {_code_label(obs.code)!r} looks like "
                     "a liver test but is not mapped (add it to "
                     "config/mapping.toml)",
-                    "dropped",
+                    "held",
                 )
             )
         return
@@ -496,18 +496,18 @@ def _read(entry: _Entry, ctx: _Context, subject: _Subject) -> None:
                     f"{name} status {status_text!r} carries no "
                     "result to take (final, amended, corrected, "
                     "preliminary)",
-                    "dropped",
+                    "held",
                 )
             )
             continue
         read = _value(holder, analyte, mapping)
         if isinstance(read, str):
-            subject.problems.append(Problem(where, read, "dropped"))
+            subject.problems.append(Problem(where, read, "held"))
             continue
         value, shown, unit_text, comparator, unit_used = read
         when = _observed_at(entry, ctx)
         if isinstance(when, str):
-            subject.problems.append(Problem(where, f"{name} {when}", "dropped"))
+            subject.problems.append(Problem(where, f"{name} {when}", "held"))
             continue
         uln, range_text = _uln(obs, analyte, unit_used, mapping, where, subject.problems)
         flag = None
@@ -785,7 +785,7 @@ def parse_fhir(
                     Problem(
                         entry.label,
                         f"the liver Observation is not valid FHIR R4 ({entry.invalid})",
-                        "dropped",
+                        "held",
                     )
                 )
             continue
@@ -844,10 +844,21 @@ def _timestamp(data: dict[str, Any], tz: tzinfo) -> datetime | None:
 def operation_outcome(problems: list[Problem] | tuple[Problem, ...]) -> dict[str, Any]:
     """An R4 OperationOutcome for an error answer: one issue per problem.
 
-    Quarantine problems are errors, dropped values warnings, notes information.
+    Quarantine problems are errors, held values warnings, ignored values and notes
+    information.
     """
-    severity = {"quarantine": "error", "dropped": "warning", "note": "information"}
-    code = {"quarantine": "processing", "dropped": "value", "note": "informational"}
+    severity = {
+        "quarantine": "error",
+        "held": "warning",
+        "ignored": "information",
+        "note": "information",
+    }
+    code = {
+        "quarantine": "processing",
+        "held": "value",
+        "ignored": "informational",
+        "note": "informational",
+    }
     issues = [
         {
             "severity": severity[p.effect],

@@ -444,7 +444,7 @@ def _read_group(
                     location,
                     f"code {obx.raw(3)!r} names two different liver "
                     "tests in its identifier and alternate identifier",
-                    "dropped",
+                    "held",
                 )
             )
         elif mapped:
@@ -470,7 +470,7 @@ def _read_group(
                     location,
                     f"code {obx.raw(3)!r} looks like a liver test "
                     "but is not mapped (add it to config/mapping.toml)",
-                    "dropped",
+                    "held",
                 )
             )
 
@@ -578,12 +578,12 @@ def _observation(
             why = f"{name} status {status_code}: {_STATUS_DROPPED[status_code]}"
         else:
             why = f"{name} status {status_code!r} is not one that is taken (F, C, P)"
-        problems.append(Problem(loc, why, "dropped"))
+        problems.append(Problem(loc, why, "held"))
         return None
 
     read = _value(cand)
     if isinstance(read, str):
-        problems.append(Problem(loc, read, "dropped"))
+        problems.append(Problem(loc, read, "held"))
         return None
     number, comparator, shown = read
 
@@ -594,14 +594,14 @@ def _observation(
             Problem(
                 loc,
                 f"{name} value {_shown(number, comparator)} has no unit; a unit is never guessed",
-                "dropped",
+                "held",
             )
         )
         return None
     try:
         value = mapping.to_canonical(cand.analyte, number, unit_text)
     except UnitError:
-        problems.append(Problem(loc, f"unknown unit {unit_text!r} for {name}", "dropped"))
+        problems.append(Problem(loc, f"unknown unit {unit_text!r} for {name}", "held"))
         return None
 
     range_text = obx.text(obx.raw(7)).strip()
@@ -624,7 +624,7 @@ def _observation(
     time_source: TimeSource | None = None
     moment, reason = _time(obx.comp(14), "OBX-14", tz)
     if reason:
-        problems.append(Problem(loc, f"{name} {reason}", "dropped"))
+        problems.append(Problem(loc, f"{name} {reason}", "held"))
         return None
     if moment is not None:
         observed_at, time_source = moment, "OBX-14"
@@ -644,7 +644,7 @@ def _observation(
             break
         moment, reason = _time(raw_time, label, tz)
         if reason:
-            problems.append(Problem(loc, f"{name} {reason}", "dropped"))
+            problems.append(Problem(loc, f"{name} {reason}", "held"))
             return None
         if moment is not None:
             observed_at = moment
@@ -657,7 +657,7 @@ def _observation(
                     loc,
                     f"{name} has no readable time (OBX-14, OBR-7, "
                     "OBR-8, MSH-7 are empty or unreadable)",
-                    "dropped",
+                    "held",
                 )
             )
             return None

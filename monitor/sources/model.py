@@ -11,12 +11,18 @@ What each problem does to the message (`Problem.effect`):
   part of it could make the record *wrong*: no or several patients, a result the
   lab withdrew (HL7 status W/D, FHIR entered-in-error), two different copies of
   one resource, a payload that is not a lab result at all.
-- ``dropped``: one value is not taken and the rest of the message is. Used when
-  the value cannot be read, which leaves the record *incomplete* but not wrong:
-  a unit that is missing or unknown, a value that is not a number, a liver-looking
-  code that is not mapped, a time that cannot be read, an unknown status.
-  Quarantining the whole message for these would also hold back the good
-  values, and with them a stop alert that may be due now.
+- ``held``: one liver value cannot be judged and waits in quarantine as its own
+  item, while the rest of the message is stored: a unit that is missing or
+  unknown, a value that is not a number (or a comparator that cannot be judged),
+  a liver-looking code that is not mapped, a time that cannot be read. Holding
+  the whole message would also hold back the good values, and with them a stop
+  alert that may be due now; dropping the value would let a panel with a missing
+  bilirubin look normal. `label` names the value (an analyte, or the sender's
+  code), `at` its draw time when known, `code` the sender's ``system|code``.
+  Ingest stores each as a quarantine item and marks the draw as waiting on it.
+- ``ignored``: a liver-test line that carries no value by the sender's own word
+  (status X "no result", I "pending", N "not asked", O "order detail"): a
+  documented rule, kept in the message's record, never judged.
 - ``note``: the value is taken; something about it is worth a look (a duplicate
   result replaced by the later one, a reference range that could not be read so
   the ULN is left empty, a message marked as a test message).
@@ -32,7 +38,7 @@ from typing import Literal
 
 SourceKind = Literal["hl7", "fhir", "csv"]
 Status = Literal["final", "corrected", "preliminary"]
-Effect = Literal["quarantine", "dropped", "note"]
+Effect = Literal["quarantine", "held", "ignored", "note"]
 TimeSource = Literal[
     "OBX-14",  # the result's own observation time
     "OBX-4 group",  # CDC case notifications: a date OBX tied to the result by OBX-4 sub-ID
@@ -62,6 +68,9 @@ class Problem:
     location: str
     reason: str
     effect: Effect = "quarantine"
+    label: str = ""  # held/ignored values: the analyte, or the sender's code when unmapped
+    at: datetime | None = None  # held values: the draw time, when it could be read
+    code: str = ""  # held/ignored values: the sender's code as ``system|code``
 
     def __str__(self) -> str:
         return f"{self.location}: {self.reason}" if self.location else self.reason
@@ -156,9 +165,15 @@ class LabMessage:
         return tuple(p for p in self.problems if p.effect == "quarantine")
 
     @property
+    def held(self) -> tuple[Problem, ...]:
+        """Values that wait in quarantine on their own while the rest is stored."""
+        return tuple(p for p in self.problems if p.effect == "held")
+
+    @property
     def usable(self) -> bool:
-        """True when intake may take the observations; False means quarantine."""
-        return not self.quarantine_problems and bool(self.observations)
+        """True when intake may take the message (values, or values to hold for the
+        patient); False means the whole message is quarantined."""
+        return not self.quarantine_problems and bool(self.observations or self.held)
 
     @property
     def quarantine_reason(self) -> str | None:
@@ -166,10 +181,10 @@ class LabMessage:
         blocking = self.quarantine_problems
         if blocking:
             return "; ".join(str(p) for p in blocking)
-        if not self.observations:
-            dropped = [str(p) for p in self.problems if p.effect == "dropped"]
-            if dropped:
-                return "no liver test result could be taken in: " + "; ".join(dropped)
+        if not self.observations and not self.held:
+            ignored = [str(p) for p in self.problems if p.effect == "ignored"]
+            if ignored:
+                return "no liver test result could be taken in: " + "; ".join(ignored)
             return "no liver test result in this message"
         return None
 

@@ -118,7 +118,7 @@ def test_entered_in_error_quarantines_and_registered_is_dropped() -> None:
     (msg,) = parse_fhir(bundle(observation(status="entered-in-error"), observation("1920-8", 30)))
     assert not msg.usable and "entered-in-error" in (msg.quarantine_reason or "")
     (msg,) = parse_fhir(bundle(observation(status="registered"), observation("1920-8", 30)))
-    assert msg.usable and msg.problems[0].effect == "dropped"
+    assert msg.usable and msg.problems[0].effect == "held"
 
 
 def test_missing_unit_and_unknown_unit_are_dropped() -> None:
@@ -165,7 +165,7 @@ def test_unmapped_liver_looking_code_is_reported() -> None:
     (msg,) = parse_fhir(bundle(obs, observation("1920-8", 30)))
     (problem,) = msg.problems
     assert "looks like a liver test but is not mapped" in problem.reason
-    assert problem.effect == "dropped"
+    assert problem.effect == "held"
 
 
 def test_patient_in_the_bundle_gives_identifiers_urn_uuid_too() -> None:
@@ -209,7 +209,7 @@ def test_one_bad_resource_does_not_drop_the_rest() -> None:
     (msg,) = parse_fhir(bundle(observation(), bad, broken_sodium))
     assert [o.analyte for o in msg.observations] == ["alt"]
     (problem,) = msg.problems  # the sodium is not a liver test: not reported
-    assert problem.effect == "dropped"
+    assert problem.effect == "held"
     assert "not valid FHIR R4" in problem.reason and "valueQuantity.value 'abc'" in problem.reason
 
 
@@ -278,7 +278,7 @@ def test_payloads_that_are_not_readable_raise() -> None:
 def test_operation_outcome_is_valid_r4() -> None:
     outcome = operation_outcome(
         [
-            Problem("entry 3 (Observation/o1)", "unknown unit 'mmol/L' for ALT", "dropped"),
+            Problem("entry 3 (Observation/o1)", "unknown unit 'mmol/L' for ALT", "held"),
             Problem("subject", "Observations without a subject cannot be taken in"),
         ]
     )

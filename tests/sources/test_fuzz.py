@@ -44,7 +44,7 @@ def check(messages: list[LabMessage]) -> None:
             assert obs.uln is None or (math.isfinite(obs.uln) and obs.uln > 0)
             assert obs.observed_at.tzinfo is UTC
         for problem in message.problems:
-            assert problem.reason and problem.effect in ("quarantine", "dropped", "note")
+            assert problem.reason and problem.effect in ("quarantine", "held", "note")
         assert message.usable == (not message.quarantine_problems and bool(message.observations))
         assert (message.quarantine_reason is None) == message.usable
 

@@ -95,7 +95,7 @@ def test_unmapped_liver_looking_code_is_reported_not_ignored() -> None:
         "OBX 3: code 'ALT^^Winpath2' looks like a liver test but is not "
         "mapped (add it to config/mapping.toml)"
     )
-    assert problem.effect == "dropped"
+    assert problem.effect == "held"
     assert msg.usable  # AST is taken; the ALT problem travels with it
 
 
@@ -142,7 +142,7 @@ def test_values_that_are_not_numbers_are_dropped_and_reported(
     msg = parse_message(oru(f"OBX|1|{value_type}|1742-6^ALT^LN||{value}|U/L|||||F", AST))
     assert [o.analyte for o in msg.observations] == ["ast"]
     (problem,) = msg.problems
-    assert (problem.location, problem.effect, problem.reason) == ("OBX 1", "dropped", reason)
+    assert (problem.location, problem.effect, problem.reason) == ("OBX 1", "held", reason)
 
 
 @pytest.mark.parametrize(
@@ -220,7 +220,7 @@ def test_withdrawn_result_quarantines_and_missing_result_is_dropped() -> None:
     wrong = parse_message(oru("OBX|1|NM|1742-6^ALT^LN||30|U/L|||||W", AST))
     assert not wrong.usable and "status W" in (wrong.quarantine_reason or "")
     pending = parse_message(oru("OBX|1|NM|1742-6^ALT^LN||30|U/L|||||X", AST))
-    assert pending.usable and pending.problems[0].effect == "dropped"
+    assert pending.usable and pending.problems[0].effect == "held"
     blank = parse_message(oru("OBX|1|NM|1742-6^ALT^LN||30|U/L|||||", AST))
     assert "OBX-11 is empty" in blank.problems[0].reason
 
