@@ -77,6 +77,9 @@ class EventRow(SQLModel, table=True):
     source_ref: str | None = Field(default=None, max_length=200)
     recorded_by: str | None = Field(default=None, max_length=200)
     superseded_by: int | None = Field(default=None, foreign_key="events.id")
+    # The inbound message (one sender's one message id) that stored this event: a
+    # new version of that message replaces only the events of its own chain.
+    inbound_id: int | None = Field(default=None, foreign_key="inbound_messages.id", index=True)
 
 
 class AlertRow(SQLModel, table=True):
@@ -197,15 +200,20 @@ class SilenceRow(SQLModel, table=True):
 class InboundMessageRow(SQLModel, table=True):
     """Every message a source received, raw, before anything is made of it.
 
-    (source, message_id) is unique: a repeated HL7 control id (MSH-10) is answered
-    but not stored twice. `outcome` says what became of it.
+    A message is known by (source, sender, message_id), compared as literals: a
+    control id (MSH-10) is unique only per sending application, so the same id from
+    another sender is another message. A repeat is answered but not stored twice.
+    `outcome` says what became of it.
     """
 
     __tablename__ = "inbound_messages"
-    __table_args__ = (UniqueConstraint("source", "message_id", name="uq_inbound_source_msgid"),)
+    __table_args__ = (
+        UniqueConstraint("source", "sender", "message_id", name="uq_inbound_sender_msgid"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=32)
+    sender: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
     message_id: str = Field(max_length=200)
     received_at: datetime = _dt()
     raw: str
@@ -214,7 +222,12 @@ class InboundMessageRow(SQLModel, table=True):
 
 
 class QuarantineRow(SQLModel, table=True):
-    """Input that could not be used, kept whole with the reason in plain words."""
+    """Input that could not be used, kept whole with the reason in plain words.
+
+    `kind` is ``message`` (the whole message or payload waits) or ``value`` (one
+    value of a stored message waits; `patient_id`, `label` and `code` say which,
+    and the draw it belongs to is marked as waiting on it).
+    """
 
     __tablename__ = "quarantine"
     __table_args__ = (Index("ix_quarantine_state_received", "state", "received_at"),)
@@ -222,7 +235,14 @@ class QuarantineRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=32)
     format: str = Field(max_length=16)
+    sender: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
     message_id: str | None = Field(default=None, max_length=200)
+    kind: str = Field(
+        default="message", max_length=16, sa_column_kwargs={"server_default": "message"}
+    )
+    patient_id: str | None = Field(default=None, max_length=64, index=True)
+    label: str | None = Field(default=None, max_length=200)
+    code: str | None = Field(default=None, max_length=200)
     received_at: datetime = _dt()
     raw: str
     reason: str
