@@ -93,6 +93,16 @@ class PatientIn(Strict):
     identifiers: list[Annotated[str, Field(min_length=1, max_length=400)]] = []
     name: str | None = None
 
+    @field_validator("identifiers")
+    @classmethod
+    def _tokens(cls, v: list[str]) -> list[str]:
+        """``SYSTEM|VALUE`` (FHIR token), or ``AUTHORITY:VALUE`` where unambiguous."""
+        from monitor.identifiers import parse_identifier
+
+        for ident in v:
+            parse_identifier(ident)  # IdentifierError is a ValueError: a field error
+        return v
+
     def to_domain(self, default_start_dose_mg: float) -> Patient:
         return Patient(
             id=self.id,

@@ -2,8 +2,14 @@
 
 One call per `LabMessage`, one transaction: the raw message is recorded, the patient
 is matched by identifier, each draw becomes a lab event through intake (and is
-evaluated at once), or the whole message is quarantined with a reason in plain
-words. A message id seen before is answered as a duplicate and stored once.
+evaluated at once), values that cannot be judged wait in quarantine on their own
+(`monitor.services.held`), or the whole message is quarantined with a reason in
+plain words.
+
+A message is known by (source, sender, message id), compared as literals: a resend
+is answered and stored once; a new version replaces only what its own earlier
+versions stored, for the same patient; an older version arriving again is answered
+as a duplicate; the same id from another sender is another message.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ import structlog
 from sqlmodel import Session, col, select
 
 from monitor.core.protocol import Protocol
+from monitor.identifiers import system_aliases
 from monitor.routing import Routing
 from monitor.services.evaluate import evaluate_patient
+from monitor.services.held import held_here, held_times, hold_values, resolve_taken
+from monitor.services.inbound import bounded_id, clean, storable
 from monitor.services.intake import IntakeError, record_event
 from monitor.sources.model import LabMessage, Observation
 from monitor.store.models import (
@@ -48,6 +57,7 @@ class IngestResult:
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
     unreadable: bool = False
+    held: list[int] = field(default_factory=list)  # quarantine items of held values
 
 
 class Unmatched(ValueError):
@@ -55,19 +65,22 @@ class Unmatched(ValueError):
 
 
 def match_patient(session: Session, msg: LabMessage) -> str:
-    """The one enrolled patient the message's identifiers name; refuses none or several."""
-    wanted = [(i.system, i.value) for i in msg.patient.identifiers]
+    """The one enrolled patient the message's identifiers name; refuses none or several.
+
+    Systems are compared as literals, with the one equivalence FHIR defines for
+    OIDs (``urn:oid:X`` is ``X``)."""
+    wanted = [(storable(i.system), storable(i.value)) for i in msg.patient.identifiers]
     if msg.patient.reference:
-        wanted.append((FHIR_REFERENCE_SYSTEM, msg.patient.reference))
+        wanted.append((FHIR_REFERENCE_SYSTEM, storable(msg.patient.reference)))
     found: set[str] = set()
     for system, value in wanted:
-        row = session.exec(
+        rows = session.exec(
             select(PatientIdentifierRow).where(
-                PatientIdentifierRow.system == system, PatientIdentifierRow.value == value
+                col(PatientIdentifierRow.system).in_(system_aliases(system)),
+                PatientIdentifierRow.value == value,
             )
-        ).first()
-        if row is not None:
-            found.add(row.patient_id)
+        )
+        found.update(row.patient_id for row in rows)
     if len(found) == 1:
         return found.pop()
     named = ", ".join(f"{s or '(no authority)'} {v}" for s, v in wanted) or "no identifier"
@@ -85,26 +98,36 @@ def quarantine(
     now: datetime,
     message_id: str | None = None,
     detail: Mapping[str, Any] | None = None,
+    sender: str = "",
 ) -> QuarantineRow:
+    """Hold a whole message or payload for a person. The log line says which item and
+    from where, never the reason's text (it can quote values and identifiers)."""
     row = QuarantineRow(
         source=source,
         format=fmt,
-        message_id=message_id,
+        sender=bounded_id(sender),
+        message_id=bounded_id(message_id) if message_id is not None else None,
         received_at=now,
-        raw=raw,
-        reason=reason,
-        detail=dict(detail or {}),
+        raw=storable(raw),
+        reason=storable(reason),
+        detail=clean(dict(detail or {})),
     )
     session.add(row)
     session.flush()
-    log.warning("ingest.quarantined", source=source, quarantine_id=row.id, reason=reason)
+    log.warning("ingest.quarantined", source=source, quarantine_id=row.id, kind="message")
     return row
 
 
-def _draws(observations: tuple[Observation, ...]) -> dict[datetime, list[Observation]]:
+def _draws(msg: LabMessage, now: datetime) -> dict[datetime, list[Observation]]:
+    """The message's draws by time, with a draw for each held value whose own draw
+    has no other value (its panel must still show that a value waits)."""
     out: dict[datetime, list[Observation]] = {}
-    for obs in observations:
+    for obs in msg.observations:
         out.setdefault(obs.observed_at, []).append(obs)
+    for at in held_times(msg):
+        out.setdefault(at, [])
+    if not out and msg.held:  # held values of unknown time and nothing else
+        out[msg.sent_at or now] = []
     return out
 
 
@@ -137,25 +160,37 @@ def _supersede(
 
 
 def digest_of(msg: LabMessage) -> str:
-    """What a message says, as a short hash: analyte, value, unit, ULN, time, status.
+    """What a message says, as a short hash: analyte, value, unit, ULN, time, status,
+    and which values are held.
 
     The same message id with the same digest is a resend; with another digest it is
-    an update (a new FHIR version, a re-sent export) that replaces the old values.
+    a new version (a FHIR update, a corrected export, a value the mapping now knows).
     """
     parts = sorted(
         f"{o.analyte}|{o.value!r}|{o.uln!r}|{o.observed_at.isoformat()}|{o.status}"
         for o in msg.observations
     )
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    parts += sorted(f"held|{p.label}|{p.at.isoformat() if p.at else '-'}" for p in msg.held)
+    return hashlib.sha256(storable("\n".join(parts)).encode()).hexdigest()[:16]
 
 
-def _resolve_waiting(
-    session: Session, source: str, message_id: str, now: datetime, why: str
-) -> None:
+@dataclass(frozen=True)
+class _Key:
+    """One message's identity: the source it came in by, its sender, its id."""
+
+    source: str
+    sender: str
+    message_id: str
+
+
+def _resolve_waiting(session: Session, key: _Key, now: datetime, why: str) -> None:
+    """Whole-message items of this message: it has now been taken in."""
     for row in session.exec(
         select(QuarantineRow).where(
-            QuarantineRow.source == source,
-            QuarantineRow.message_id == message_id,
+            QuarantineRow.source == key.source,
+            QuarantineRow.sender == key.sender,
+            QuarantineRow.message_id == key.message_id,
+            QuarantineRow.kind == "message",
             QuarantineRow.state == "waiting",
         )
     ):
@@ -169,9 +204,13 @@ def _already_stored(
     at: datetime,
     results: Mapping[str, float],
     group: list[Observation],
+    own_chain: int | None,
 ) -> bool:
     """The same results of the same draw, already stored (e.g. by another route or under
-    another file name): storing them again would judge them, and alert, twice."""
+    another file name): storing them again would judge them, and alert, twice. Events of
+    the message's own earlier version do not count: the new version replaces them."""
+    if not results:
+        return False
     status_final = all(o.status != "corrected" for o in group)
     preliminary = all(o.status == "preliminary" for o in group)
     for row in session.exec(
@@ -182,6 +221,8 @@ def _already_stored(
             col(EventRow.superseded_by).is_(None),
         )
     ):
+        if own_chain is not None and row.inbound_id == own_chain:
+            continue
         if (
             status_final
             and row.payload.get("results") == dict(results)
@@ -191,21 +232,180 @@ def _already_stored(
     return False
 
 
-def _replace_earlier(session: Session, source: str, message_id: str, new_id: int) -> int:
-    """Events an earlier version of this message stored are superseded by the new ones."""
+def _replace_earlier(session: Session, inbound_id: int, patient_id: str, new: list[int]) -> int:
+    """Events an earlier version of this message stored for this patient are superseded
+    by the new version's first event: the chain's own events and no one else's."""
     replaced = 0
     for old in session.exec(
         select(EventRow).where(
-            EventRow.source == source,
-            col(EventRow.source_ref).startswith(f"{message_id}@"),
+            EventRow.inbound_id == inbound_id,
+            EventRow.patient_id == patient_id,
             col(EventRow.superseded_by).is_(None),
-            col(EventRow.id) != new_id,
+            col(EventRow.id).not_in(new),
         )
     ):
-        old.superseded_by = new_id
+        old.superseded_by = new[0]
         session.add(old)
         replaced += 1
     return replaced
+
+
+def _payload(group: list[Observation], held: dict[str, str]) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "results": {o.analyte: o.value for o in group},
+        "uln": {o.analyte: o.uln for o in group if o.uln is not None},
+        "original": {o.analyte: [o.original_value, o.original_unit] for o in group},
+        "preliminary": bool(group) and all(o.status == "preliminary" for o in group),
+        "corrected": any(o.status == "corrected" for o in group),
+        "codes": {o.analyte: f"{o.code.system}|{o.code.code}" for o in group},
+    }
+    if held:
+        payload["held"] = held
+    return clean(payload)  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Call:
+    """What one `ingest_message` call works on, passed between its steps."""
+
+    session: Session
+    msg: LabMessage
+    key: _Key
+    raw: str
+    now: datetime
+    seen: InboundMessageRow
+    update: bool
+    retry_row: QuarantineRow | None
+    notes: list[str]
+    assume_tz: str
+
+    def hold(self, reason: str) -> IngestResult:
+        """Quarantine the whole message (one waiting item per message, however often it
+        is resent). A failed new version leaves the stored version as it was."""
+        session, key, reason = self.session, self.key, storable(reason)
+        if not self.update:
+            self.seen.outcome = "quarantined"
+            self.seen.detail = {"reason": reason}
+            session.add(self.seen)
+        row = self.retry_row
+        if row is None:
+            row = session.exec(
+                select(QuarantineRow).where(
+                    QuarantineRow.source == key.source,
+                    QuarantineRow.sender == key.sender,
+                    QuarantineRow.message_id == key.message_id,
+                    QuarantineRow.kind == "message",
+                    QuarantineRow.state == "waiting",
+                )
+            ).first()
+        if row is None:
+            detail = {
+                "problems": [str(p) for p in self.msg.problems],
+                "assume_tz": self.assume_tz,
+            }
+            row = quarantine(
+                session,
+                key.source,
+                self.msg.source,
+                self.raw,
+                reason,
+                self.now,
+                key.message_id,
+                detail,
+                key.sender,
+            )
+        else:
+            row.reason = reason
+            session.add(row)
+        return IngestResult(
+            "quarantined", key.message_id, quarantine_id=row.id, reason=reason, notes=self.notes
+        )
+
+
+def _repeat(call: _Call, digest: str) -> IngestResult:
+    """A version already stored, sent again: answered, stored once."""
+    key, seen = call.key, call.seen
+    _resolve_waiting(call.session, key, call.now, "already taken in")
+    patient_id = seen.detail.get("patient_id")
+    row = call.retry_row
+    if row is not None and row.kind == "value" and row.state == "waiting":
+        return IngestResult(
+            "quarantined",
+            key.message_id,
+            patient_id=patient_id,
+            quarantine_id=row.id,
+            reason=row.reason,
+            notes=["the value is still held: the message reads as it did"],
+        )
+    if seen.detail.get("digest") == digest:
+        note = "message id seen before"
+    else:
+        note = "an earlier version of this message, already replaced by a newer one: it stands"
+    return IngestResult("duplicate", key.message_id, patient_id=patient_id, notes=[note])
+
+
+def _store_draws(
+    call: _Call,
+    patient_id: str,
+    digest: str,
+    protocols: Mapping[str, Protocol],
+    routing: Routing | None,
+) -> IngestResult:
+    """Every draw of the message in one savepoint: all taken, or none and the message
+    held (a time in the future, say)."""
+    session, msg, seen = call.session, call.msg, call.seen
+    assert seen.id is not None
+    result = IngestResult("stored", call.key.message_id, patient_id=patient_id, notes=call.notes)
+    by_time: dict[datetime, int] = {}
+    savepoint = session.begin_nested()
+    for i, (at, group) in enumerate(sorted(_draws(msg, call.now).items())):
+        held = held_here(msg, at)
+        results = {o.analyte: o.value for o in group}
+        own = seen.id if call.update else None
+        if not held and _already_stored(session, patient_id, at, results, group, own):
+            result.notes.append(f"draw of {at.isoformat()} already stored from another message")
+            continue
+        payload = _payload(group, held)
+        try:
+            event, _ = record_event(
+                session,
+                patient_id,
+                "lab",
+                at,
+                payload,
+                call.now,
+                protocols,
+                source=call.key.source,
+                source_ref=f"m{seen.id}@{digest}#{i}",
+                routing=routing,
+                evaluate=False,
+                inbound_id=seen.id,
+            )
+        except IntakeError as exc:
+            savepoint.rollback()
+            return call.hold(f"{exc}; nothing of this message was taken in")
+        assert event.id is not None
+        result.events.append(event.id)
+        by_time[at] = event.id
+        if payload["corrected"]:
+            replaced = _supersede(session, patient_id, at, set(results), event.id)
+            result.notes.append(f"corrected result replaces {replaced} earlier value(s)")
+        elif results and not payload["preliminary"]:
+            _supersede(session, patient_id, at, set(results), event.id, only_preliminary=True)
+    savepoint.commit()
+    result.held = hold_values(
+        session,
+        msg,
+        source=call.key.source,
+        sender=call.key.sender,
+        message_id=call.key.message_id,
+        patient_id=patient_id,
+        events=by_time,
+        raw=call.raw,
+        now=call.now,
+        assume_tz=call.assume_tz,
+    )
+    return result
 
 
 def ingest_message(
@@ -219,152 +419,139 @@ def ingest_message(
     retry_of: int | None = None,
     assume_tz: str = "UTC",
 ) -> IngestResult:
-    """Store one message's results (and evaluate), or quarantine it, never half of it.
-
-    All of a message's draws are stored in one savepoint: if any cannot be taken
-    (a time in the future, say), none is, and the message is quarantined whole.
-    """
+    """Store one message's results (and evaluate), or quarantine it, never half of it."""
+    key = _Key(source, bounded_id(msg.sender), bounded_id(msg.message_id))
     digest = digest_of(msg)
     seen = session.exec(
         select(InboundMessageRow).where(
-            InboundMessageRow.source == source, InboundMessageRow.message_id == msg.message_id
+            InboundMessageRow.source == key.source,
+            InboundMessageRow.sender == key.sender,
+            InboundMessageRow.message_id == key.message_id,
         )
     ).first()
-    update = False
+    versions: list[str] = []
     if seen is not None and seen.outcome == "stored":
-        if seen.detail.get("digest") == digest:
-            _resolve_waiting(session, source, msg.message_id, now, "already taken in")
-            return IngestResult("duplicate", msg.message_id, notes=["message id seen before"])
-        update = True  # same id, new content: it replaces what the earlier one said
+        versions = list(seen.detail.get("versions") or [seen.detail.get("digest")])
     if seen is None:
-        seen = InboundMessageRow(source=source, message_id=msg.message_id, received_at=now, raw=raw)
-    notes = [str(p) for p in msg.problems if p.effect != "quarantine"]
-    detail = {
-        "problems": [str(p) for p in msg.problems],
-        "sender": msg.sender,
-        "assume_tz": assume_tz,
-    }
-
-    def hold(reason: str) -> IngestResult:
-        if not update:  # a failed update leaves the earlier, stored version as it was
-            seen.outcome = "quarantined"
-            seen.detail = {"reason": reason}
-            session.add(seen)
-        if retry_of is not None:
-            row = session.get(QuarantineRow, retry_of)
-            assert row is not None
-            row.reason = reason
-            session.add(row)
-            return IngestResult(
-                "quarantined", msg.message_id, quarantine_id=retry_of, reason=reason, notes=notes
-            )
-        again = session.exec(
-            select(QuarantineRow).where(
-                QuarantineRow.source == source,
-                QuarantineRow.message_id == msg.message_id,
-                QuarantineRow.state == "waiting",
-            )
-        ).first()
-        if again is not None:  # a resend of a message already waiting: one item, not two
-            again.reason = reason
-            session.add(again)
-            return IngestResult(
-                "quarantined", msg.message_id, quarantine_id=again.id, reason=reason, notes=notes
-            )
-        q = quarantine(session, source, msg.source, raw, reason, now, msg.message_id, detail)
-        return IngestResult(
-            "quarantined", msg.message_id, quarantine_id=q.id, reason=reason, notes=notes
+        seen = InboundMessageRow(
+            source=key.source,
+            sender=key.sender,
+            message_id=key.message_id,
+            received_at=now,
+            raw=storable(raw),
+            outcome="received",
         )
-
+        session.add(seen)
+        session.flush()
+    call = _Call(
+        session,
+        msg,
+        key,
+        storable(raw),
+        now,
+        seen,
+        bool(versions),
+        session.get(QuarantineRow, retry_of) if retry_of is not None else None,
+        [storable(str(p)) for p in msg.problems if p.effect not in ("quarantine", "held")],
+        assume_tz,
+    )
+    if digest in versions:
+        return _repeat(call, digest)
     if not msg.usable:
-        held = hold(msg.quarantine_reason or "nothing usable in the message")
+        held = call.hold(msg.quarantine_reason or "nothing usable in the message")
         held.unreadable = not msg.patient.known and not msg.observations
         return held
     try:
         patient_id = match_patient(session, msg)
     except Unmatched as exc:
-        return hold(str(exc))
+        return call.hold(str(exc))
+    earlier_patient = seen.detail.get("patient_id")
+    if call.update and earlier_patient != patient_id:
+        return call.hold(
+            f"this new version of message {key.message_id} names another patient than the "
+            f"version stored for patient {earlier_patient}: a person must decide which is right"
+        )
     patient = session.get(PatientRow, patient_id)
     assert patient is not None
     early = [o for o in msg.observations if o.observed_at < patient.start]
     if early:
-        return hold(
+        return call.hold(
             f"result drawn {early[0].observed_at.isoformat()} is before patient {patient_id}'s "
             f"(re)start on {patient.start.isoformat()}: not part of this course"
         )
-    result = IngestResult("stored", msg.message_id, patient_id=patient_id, notes=notes)
-    savepoint = session.begin_nested()
-    for i, (at, group) in enumerate(sorted(_draws(msg.observations).items())):
-        results = {o.analyte: o.value for o in group}
-        if _already_stored(session, patient_id, at, results, group):
-            result.notes.append(f"draw of {at.isoformat()} already stored from another message")
-            continue
-        payload: dict[str, Any] = {
-            "results": results,
-            "uln": {o.analyte: o.uln for o in group if o.uln is not None},
-            "original": {o.analyte: [o.original_value, o.original_unit] for o in group},
-            "preliminary": all(o.status == "preliminary" for o in group),
-            "corrected": any(o.status == "corrected" for o in group),
-            "codes": {o.analyte: f"{o.code.system}|{o.code.code}" for o in group},
-        }
-        try:
-            event, _ = record_event(
-                session,
-                patient_id,
-                "lab",
-                at,
-                payload,
-                now,
-                protocols,
-                source=source,
-                source_ref=f"{msg.message_id}@{digest}#{i}",
-                routing=routing,
-                evaluate=False,
-            )
-        except IntakeError as exc:
-            savepoint.rollback()
-            return hold(f"{exc}; nothing of this message was taken in")
-        assert event.id is not None
-        result.events.append(event.id)
-        if payload["corrected"]:
-            replaced = _supersede(session, patient_id, at, set(results), event.id)
-            result.notes.append(f"corrected result replaces {replaced} earlier value(s)")
-        elif not payload["preliminary"]:
-            _supersede(session, patient_id, at, set(results), event.id, only_preliminary=True)
-    savepoint.commit()
-    if not result.events and not update:
+    result = _store_draws(call, patient_id, digest, protocols, routing)
+    if result.outcome != "stored":
+        return result
+    return _finish(call, result, digest, versions, protocols, routing)
+
+
+def _finish(
+    call: _Call,
+    result: IngestResult,
+    digest: str,
+    versions: list[str],
+    protocols: Mapping[str, Protocol],
+    routing: Routing | None,
+) -> IngestResult:
+    """Close the version chain, resolve what waited, evaluate once, record the outcome."""
+    session, key, seen, now = call.session, call.key, call.seen, call.now
+    assert result.patient_id is not None and seen.id is not None
+    if not result.events and not call.update:
         seen.outcome = "stored"
-        seen.detail = {"patient_id": patient_id, "events": [], "digest": digest}
+        seen.detail = {
+            "patient_id": result.patient_id,
+            "events": [],
+            "digest": digest,
+            "versions": [digest],
+        }
         session.add(seen)
-        _resolve_waiting(session, source, msg.message_id, now, "already taken in")
-        return IngestResult(
-            "duplicate",
-            msg.message_id,
-            patient_id=patient_id,
-            notes=[*notes, "every draw was already stored (the same results by another route)"],
-        )
-    if update and result.events:
-        replaced = _replace_earlier(session, source, msg.message_id, result.events[0])
-        result.notes.append(f"new version of {msg.message_id} replaces {replaced} earlier draw(s)")
+        _resolve_waiting(session, key, now, "already taken in")
+        result.outcome = "duplicate"
+        result.notes.append("every draw was already stored (the same results by another route)")
+        return result
+    if call.update and result.events:
+        replaced = _replace_earlier(session, seen.id, result.patient_id, result.events)
+        result.notes.append(f"new version of {key.message_id} replaces {replaced} earlier draw(s)")
+    why = (
+        "taken in on retry" if call.retry_row is not None else "taken in when the sender resent it"
+    )
+    if call.update:
+        why = "taken in by a new version of the message" if call.retry_row is None else why
+    resolve_taken(
+        session,
+        call.msg,
+        source=key.source,
+        sender=key.sender,
+        message_id=key.message_id,
+        now=now,
+        why=why,
+    )
     # One evaluation for the whole message: one notification for what it shows.
-    result.alerts = evaluate_patient(session, patient_id, now, protocols, routing)
+    result.alerts = evaluate_patient(session, result.patient_id, now, protocols, routing)
     seen.outcome = "stored"
-    seen.detail = {"patient_id": patient_id, "events": result.events, "digest": digest}
+    seen.detail = {
+        "patient_id": result.patient_id,
+        "events": result.events,
+        "digest": digest,
+        "versions": [*versions, digest],
+    }
     session.add(seen)
-    why = "taken in on retry" if retry_of is not None else "taken in when the sender resent it"
-    if retry_of is not None:
-        row = session.get(QuarantineRow, retry_of)
-        assert row is not None
-        row.state, row.resolved_at, row.resolution = "retried", now, why
-        session.add(row)
-    _resolve_waiting(session, source, msg.message_id, now, why)
+    row = call.retry_row
+    if row is not None and row.state == "waiting":
+        if row.kind == "message":
+            row.state, row.resolved_at, row.resolution = "retried", now, why
+            session.add(row)
+        else:  # a held value that this retry still could not take in
+            result.outcome, result.quarantine_id, result.reason = "quarantined", row.id, row.reason
+    _resolve_waiting(session, key, now, why)
     log.info(
         "ingest.stored",
-        source=source,
-        patient_id=patient_id,
+        source=key.source,
+        patient_id=result.patient_id,
         events=len(result.events),
+        held=len(result.held),
         alerts=len(result.alerts),
-        update=update,
+        update=call.update,
     )
     return result
 
@@ -387,6 +574,11 @@ class PayloadResult:
         return sum(1 for r in self.results if r.outcome == "quarantined") + (
             1 if self.quarantine_id is not None else 0
         )
+
+    @property
+    def held(self) -> int:
+        """Values held in quarantine on their own, the rest of their message stored."""
+        return sum(len(r.held) for r in self.results)
 
     @property
     def duplicates(self) -> int:

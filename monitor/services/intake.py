@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from monitor.core.protocol import Protocol
+from monitor.identifiers import IdentifierError, parse_identifier, system_aliases
 from monitor.routing import Routing
 from monitor.schemas import PatientIn
 from monitor.services.evaluate import evaluate_patient, lock_patient
@@ -63,10 +64,14 @@ def enroll(
     )
     session.flush()
     for ident in patient.identifiers:
-        system, value = ident.split(":", 1) if ":" in ident else ("", ident)
+        try:
+            system, value = parse_identifier(ident)
+        except IdentifierError as exc:
+            raise IntakeError(f"identifiers: {exc}") from exc
         clash = session.exec(
             select(PatientIdentifierRow).where(
-                PatientIdentifierRow.system == system, PatientIdentifierRow.value == value
+                col(PatientIdentifierRow.system).in_(system_aliases(system)),
+                PatientIdentifierRow.value == value,
             )
         ).first()
         if clash is not None:
@@ -89,6 +94,7 @@ def record_event(
     recorded_by: str | None = None,
     routing: Routing | None = None,
     evaluate: bool = True,
+    inbound_id: int | None = None,
 ) -> tuple[EventRow, list[AlertRow]]:
     """Store one event and evaluate the patient in the same transaction.
 
@@ -113,6 +119,7 @@ def record_event(
         source=source,
         source_ref=source_ref,
         recorded_by=recorded_by,
+        inbound_id=inbound_id,
     )
     session.add(event)
     session.flush()

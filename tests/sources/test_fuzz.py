@@ -45,7 +45,9 @@ def check(messages: list[LabMessage]) -> None:
             assert obs.observed_at.tzinfo is UTC
         for problem in message.problems:
             assert problem.reason and problem.effect in ("quarantine", "held", "note")
-        assert message.usable == (not message.quarantine_problems and bool(message.observations))
+        assert message.usable == (
+            not message.quarantine_problems and bool(message.observations or message.held)
+        )
         assert (message.quarantine_reason is None) == message.usable
 
 

@@ -22,7 +22,7 @@ from tests.sources.samples import sample_bytes
 @dataclass(frozen=True)
 class Outcome:
     file: str
-    outcome: Literal["taken in", "quarantined"]
+    outcome: Literal["taken in", "values held", "quarantined"]
     messages: int
     why: str
 
@@ -64,10 +64,10 @@ SAMPLE_OUTCOMES: tuple[Outcome, ...] = (
     ),
     Outcome(
         "06-mdss-hepa-notification-sn-equals-v251.hl7",
-        "quarantined",
+        "values held",
         1,
-        "No liver value can be read: ALT ^1 has no unit (never guessed) and AST is '=' "
-        "with no number.",
+        "No liver value can be judged: ALT ^1 has no unit (never guessed) and AST is '=' "
+        "with no number; each waits in quarantine, the patient's draw marked as waiting.",
     ),
     Outcome(
         "07-mindray-bs200-analyzer-chem-v231.hl7",
@@ -168,6 +168,9 @@ def test_sample_is_taken_in_or_quarantined_as_the_table_says(
             assert message.patient.known
             for obs in message.observations:
                 assert obs.observed_at.tzinfo is UTC
+        elif expected.outcome == "values held":
+            assert message.usable and message.patient.known
+            assert message.held and not message.observations
         else:
             assert not message.usable
             assert message.quarantine_reason
@@ -247,18 +250,15 @@ def test_hl7_05_cdc_structured_numerics_with_companion_uln_and_date(samples: Pat
     assert [(i.system, i.value) for i in msg.patient.identifiers] == [("SendAppName", "HEP_B_TC02")]
 
 
-def test_hl7_06_no_unit_and_equals_sign_quarantine_the_message(samples: Path) -> None:
+def test_hl7_06_no_unit_and_equals_sign_hold_each_value(samples: Path) -> None:
     msg = _one(_parse_sample(samples, "06-mdss-hepa-notification-sn-equals-v251.hl7"))
     assert msg.observations == ()
-    assert not msg.usable
-    assert [str(p) for p in msg.problems] == [
+    assert msg.usable  # the patient's draw is stored, marked as waiting on both
+    assert [str(p) for p in msg.held] == [
         "OBX 54: ALT value 1 has no unit; a unit is never guessed",
         "OBX 57: AST value '=' is not a number",
     ]
-    assert msg.quarantine_reason == (
-        "no liver test result could be taken in: OBX 54: ALT value 1 has no unit; a unit is "
-        "never guessed; OBX 57: AST value '=' is not a number"
-    )
+    assert msg.quarantine_reason is None
     assert [(i.system, i.value) for i in msg.patient.identifiers] == [("MDCH", "5276074529")]
 
 
