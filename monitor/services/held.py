@@ -23,6 +23,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from monitor.core.units import DISPLAY_NAME
+from monitor.services.inbound import bounded_id, clean, storable
 from monitor.sources.model import LabMessage, Problem
 from monitor.store.models import EventRow, QuarantineRow
 
@@ -32,7 +33,7 @@ log = structlog.get_logger(__name__)
 def held_key(problem: Problem) -> str:
     """One held value of a message: its label and draw time."""
     at = problem.at.isoformat() if problem.at is not None else "-"
-    return f"{problem.label or problem.location}@{at}"
+    return storable(f"{problem.label or problem.location}@{at}")
 
 
 def held_here(msg: LabMessage, at: datetime) -> dict[str, str]:
@@ -41,7 +42,7 @@ def held_here(msg: LabMessage, at: datetime) -> dict[str, str]:
     out: dict[str, str] = {}
     for p in msg.held:
         if p.at is None or p.at == at:
-            out[p.label or p.location] = p.reason
+            out[storable(p.label or p.location)] = storable(p.reason)
     return out
 
 
@@ -79,12 +80,13 @@ def hold_values(
     """One waiting item per held value of `msg` (an item still waiting from an earlier
     version is kept and pointed at the new draws); returns their ids."""
     waiting = {str(r.detail.get("key")): r for r in _chain(session, source, sender, message_id)}
+    raw = storable(raw)
     ids: list[int] = []
     for p in msg.held:
         key = held_key(p)
         carried = sorted(e for at, e in events.items() if p.at is None or p.at == at)
         name = DISPLAY_NAME.get(p.label, p.label or "a value")
-        reason = f"{name} of patient {patient_id} is held: {p}"
+        reason = storable(f"{name} of patient {patient_id} is held: {p}")
         row = waiting.get(key)
         if row is None:
             row = QuarantineRow(
@@ -94,20 +96,22 @@ def hold_values(
                 message_id=message_id,
                 kind="value",
                 patient_id=patient_id,
-                label=p.label or p.location,
-                code=p.code or None,
+                label=bounded_id(p.label or p.location),
+                code=bounded_id(p.code) if p.code else None,
                 received_at=now,
                 raw=raw,
                 reason=reason,
             )
         row.reason = reason
-        row.detail = {
-            "key": key,
-            "at": p.at.isoformat() if p.at is not None else None,
-            "location": p.location,
-            "events": carried,
-            "assume_tz": assume_tz,
-        }
+        row.detail = clean(
+            {
+                "key": key,
+                "at": p.at.isoformat() if p.at is not None else None,
+                "location": p.location,
+                "events": carried,
+                "assume_tz": assume_tz,
+            }
+        )
         session.add(row)
         session.flush()
         assert row.id is not None

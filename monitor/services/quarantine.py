@@ -17,6 +17,8 @@ from sqlmodel import Session, col, select
 
 from monitor.core.protocol import Protocol
 from monitor.routing import Routing
+from monitor.services.held import release
+from monitor.services.inbound import bounded_id
 from monitor.services.ingest import IngestResult, ingest_message, ingest_payload
 from monitor.store.models import AlertRow, QuarantineRow
 
@@ -81,7 +83,9 @@ def retry_quarantined(
         session.add(row)
         return False, exc.reason
     if row.message_id is not None:
-        messages = [m for m in messages if m.message_id == row.message_id]
+        messages = [m for m in messages if bounded_id(m.message_id) == row.message_id]
+        own = [m for m in messages if bounded_id(m.sender) == row.sender]
+        messages = own or messages  # rows kept before senders were recorded have none
         results: list[IngestResult] = [
             ingest_message(
                 session,
@@ -137,6 +141,8 @@ def discard(session: Session, row_id: int, by: str, reason: str, now: datetime) 
     row.state, row.resolved_by, row.resolved_at = "discarded", by, now
     row.resolution = reason.strip()
     session.add(row)
+    if row.kind == "value":
+        release(session, row)  # the draw no longer waits on it
     log.info("quarantine.discarded", quarantine_id=row_id)
     return row
 
