@@ -277,8 +277,7 @@ def check_config(
     assert checked.settings is not None and checked.routing is not None
     settings = checked.settings
     typer.echo(
-        f"Config: {settings.path} (found by {settings.source}; "
-        f"database {settings.database_url})"
+        f"Config: {settings.path} (found by {settings.source}; database {settings.database_url})"
     )
     for proto in protocols.values():
         mark = " (default)" if proto.id == settings.default_protocol else ""
@@ -748,9 +747,7 @@ def run_cmd(
     c.routing()
     if demo:
         ctx.invoke(demo_cmd, ctx=ctx, examples=None)
-    structlog.get_logger().info(
-        "config.found", path=str(c.settings.path), source=c.settings.source
-    )
+    structlog.get_logger().info("config.found", path=str(c.settings.path), source=c.settings.source)
     try:
         run_daemon(
             str(c.settings.path),
@@ -970,7 +967,7 @@ def ingest_cmd(
     ] = "UTC",
 ) -> None:
     """Back-load lab results through the same parsers and intake as the live sources."""
-    from monitor.services.ingest import ingest_payload
+    from monitor.services.payloads import ingest_payload
     from monitor.sources import FORMATS, detect_format
     from monitor.sources.model import ParseError
 

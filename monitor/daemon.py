@@ -40,9 +40,9 @@ from monitor.secrets import SecretSource
 from monitor.services.dispatch import Dispatcher, recover_orphans
 from monitor.services.escalation import escalate_due
 from monitor.services.evaluate import evaluate_patient, new_code
-from monitor.services.ingest import PayloadResult, ingest_payload
 from monitor.services.instances import DEFAULT_LEASE_SECONDS, Heartbeat, new_instance_id
 from monitor.services.jobs import STATS
+from monitor.services.payloads import PayloadResult, ingest_payload
 from monitor.services.sweep import ESCALATION_BATCH, due_batches, single_runner
 from monitor.settings import Settings, SettingsError, state_dir
 from monitor.sources import load_mapping

@@ -66,6 +66,7 @@ def parse_identifier(text: str) -> tuple[str, str]:
 
 def format_identifier(system: str, value: str) -> str:
     """The token a person can paste back into `--identifier`."""
+
     def esc(part: str) -> str:
         return part.replace("\\", "\\\\").replace("|", "\\|")
 

@@ -117,9 +117,7 @@ def hold_values(
         assert row.id is not None
         ids.append(row.id)
         waiting[key] = row
-        log.warning(
-            "ingest.value_held", source=source, quarantine_id=row.id, patient_id=patient_id
-        )
+        log.warning("ingest.value_held", source=source, quarantine_id=row.id, patient_id=patient_id)
     return ids
 
 

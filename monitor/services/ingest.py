@@ -14,7 +14,6 @@ as a duplicate; the same id from another sender is another message.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,14 +25,21 @@ from sqlmodel import Session, col, select
 from monitor.core.protocol import Protocol
 from monitor.identifiers import system_aliases
 from monitor.routing import Routing
+from monitor.services.draws import (
+    already_stored,
+    digest_of,
+    draws,
+    lab_payload,
+    replace_earlier,
+    supersede,
+)
 from monitor.services.evaluate import evaluate_patient
-from monitor.services.held import held_here, held_times, hold_values, resolve_taken
+from monitor.services.held import held_here, hold_values, resolve_taken
 from monitor.services.inbound import bounded_id, clean, storable
 from monitor.services.intake import IntakeError, record_event
-from monitor.sources.model import LabMessage, Observation
+from monitor.sources.model import LabMessage
 from monitor.store.models import (
     AlertRow,
-    EventRow,
     InboundMessageRow,
     PatientIdentifierRow,
     PatientRow,
@@ -118,62 +124,6 @@ def quarantine(
     return row
 
 
-def _draws(msg: LabMessage, now: datetime) -> dict[datetime, list[Observation]]:
-    """The message's draws by time, with a draw for each held value whose own draw
-    has no other value (its panel must still show that a value waits)."""
-    out: dict[datetime, list[Observation]] = {}
-    for obs in msg.observations:
-        out.setdefault(obs.observed_at, []).append(obs)
-    for at in held_times(msg):
-        out.setdefault(at, [])
-    if not out and msg.held:  # held values of unknown time and nothing else
-        out[msg.sent_at or now] = []
-    return out
-
-
-def _supersede(
-    session: Session,
-    patient_id: str,
-    at: datetime,
-    analytes: set[str],
-    new_id: int,
-    only_preliminary: bool = False,
-) -> int:
-    """A corrected result replaces the stored value it corrects (same draw, same test)."""
-    replaced = 0
-    for old in session.exec(
-        select(EventRow).where(
-            EventRow.patient_id == patient_id,
-            EventRow.kind == "lab",
-            EventRow.at == at,
-            col(EventRow.superseded_by).is_(None),
-            col(EventRow.id) != new_id,
-        )
-    ):
-        if only_preliminary and not old.payload.get("preliminary", False):
-            continue
-        if analytes & set(old.payload.get("results", {})):
-            old.superseded_by = new_id
-            session.add(old)
-            replaced += 1
-    return replaced
-
-
-def digest_of(msg: LabMessage) -> str:
-    """What a message says, as a short hash: analyte, value, unit, ULN, time, status,
-    and which values are held.
-
-    The same message id with the same digest is a resend; with another digest it is
-    a new version (a FHIR update, a corrected export, a value the mapping now knows).
-    """
-    parts = sorted(
-        f"{o.analyte}|{o.value!r}|{o.uln!r}|{o.observed_at.isoformat()}|{o.status}"
-        for o in msg.observations
-    )
-    parts += sorted(f"held|{p.label}|{p.at.isoformat() if p.at else '-'}" for p in msg.held)
-    return hashlib.sha256(storable("\n".join(parts)).encode()).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class _Key:
     """One message's identity: the source it came in by, its sender, its id."""
@@ -196,72 +146,6 @@ def _resolve_waiting(session: Session, key: _Key, now: datetime, why: str) -> No
     ):
         row.state, row.resolved_at, row.resolution = "retried", now, why
         session.add(row)
-
-
-def _already_stored(
-    session: Session,
-    patient_id: str,
-    at: datetime,
-    results: Mapping[str, float],
-    group: list[Observation],
-    own_chain: int | None,
-) -> bool:
-    """The same results of the same draw, already stored (e.g. by another route or under
-    another file name): storing them again would judge them, and alert, twice. Events of
-    the message's own earlier version do not count: the new version replaces them."""
-    if not results:
-        return False
-    status_final = all(o.status != "corrected" for o in group)
-    preliminary = all(o.status == "preliminary" for o in group)
-    for row in session.exec(
-        select(EventRow).where(
-            EventRow.patient_id == patient_id,
-            EventRow.kind == "lab",
-            EventRow.at == at,
-            col(EventRow.superseded_by).is_(None),
-        )
-    ):
-        if own_chain is not None and row.inbound_id == own_chain:
-            continue
-        if (
-            status_final
-            and row.payload.get("results") == dict(results)
-            and bool(row.payload.get("preliminary", False)) == preliminary
-        ):
-            return True
-    return False
-
-
-def _replace_earlier(session: Session, inbound_id: int, patient_id: str, new: list[int]) -> int:
-    """Events an earlier version of this message stored for this patient are superseded
-    by the new version's first event: the chain's own events and no one else's."""
-    replaced = 0
-    for old in session.exec(
-        select(EventRow).where(
-            EventRow.inbound_id == inbound_id,
-            EventRow.patient_id == patient_id,
-            col(EventRow.superseded_by).is_(None),
-            col(EventRow.id).not_in(new),
-        )
-    ):
-        old.superseded_by = new[0]
-        session.add(old)
-        replaced += 1
-    return replaced
-
-
-def _payload(group: list[Observation], held: dict[str, str]) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "results": {o.analyte: o.value for o in group},
-        "uln": {o.analyte: o.uln for o in group if o.uln is not None},
-        "original": {o.analyte: [o.original_value, o.original_unit] for o in group},
-        "preliminary": bool(group) and all(o.status == "preliminary" for o in group),
-        "corrected": any(o.status == "corrected" for o in group),
-        "codes": {o.analyte: f"{o.code.system}|{o.code.code}" for o in group},
-    }
-    if held:
-        payload["held"] = held
-    return clean(payload)  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -358,14 +242,14 @@ def _store_draws(
     result = IngestResult("stored", call.key.message_id, patient_id=patient_id, notes=call.notes)
     by_time: dict[datetime, int] = {}
     savepoint = session.begin_nested()
-    for i, (at, group) in enumerate(sorted(_draws(msg, call.now).items())):
+    for i, (at, group) in enumerate(sorted(draws(msg, call.now).items())):
         held = held_here(msg, at)
         results = {o.analyte: o.value for o in group}
         own = seen.id if call.update else None
-        if not held and _already_stored(session, patient_id, at, results, group, own):
+        if not held and already_stored(session, patient_id, at, results, group, own):
             result.notes.append(f"draw of {at.isoformat()} already stored from another message")
             continue
-        payload = _payload(group, held)
+        payload = lab_payload(group, held)
         try:
             event, _ = record_event(
                 session,
@@ -388,10 +272,10 @@ def _store_draws(
         result.events.append(event.id)
         by_time[at] = event.id
         if payload["corrected"]:
-            replaced = _supersede(session, patient_id, at, set(results), event.id)
+            replaced = supersede(session, patient_id, at, set(results), event.id)
             result.notes.append(f"corrected result replaces {replaced} earlier value(s)")
         elif results and not payload["preliminary"]:
-            _supersede(session, patient_id, at, set(results), event.id, only_preliminary=True)
+            supersede(session, patient_id, at, set(results), event.id, only_preliminary=True)
     savepoint.commit()
     result.held = hold_values(
         session,
@@ -510,7 +394,7 @@ def _finish(
         result.notes.append("every draw was already stored (the same results by another route)")
         return result
     if call.update and result.events:
-        replaced = _replace_earlier(session, seen.id, result.patient_id, result.events)
+        replaced = replace_earlier(session, seen.id, result.patient_id, result.events)
         result.notes.append(f"new version of {key.message_id} replaces {replaced} earlier draw(s)")
     why = (
         "taken in on retry" if call.retry_row is not None else "taken in when the sender resent it"
@@ -554,132 +438,3 @@ def _finish(
         update=call.update,
     )
     return result
-
-
-@dataclass
-class PayloadResult:
-    """What became of one payload (an HL7 batch, a FHIR bundle, a CSV file)."""
-
-    results: list[IngestResult] = field(default_factory=list)
-    quarantine_id: int | None = None
-    reason: str | None = None
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def stored(self) -> int:
-        return sum(1 for r in self.results if r.outcome == "stored")
-
-    @property
-    def quarantined(self) -> int:
-        return sum(1 for r in self.results if r.outcome == "quarantined") + (
-            1 if self.quarantine_id is not None else 0
-        )
-
-    @property
-    def held(self) -> int:
-        """Values held in quarantine on their own, the rest of their message stored."""
-        return sum(len(r.held) for r in self.results)
-
-    @property
-    def duplicates(self) -> int:
-        return sum(1 for r in self.results if r.outcome == "duplicate")
-
-    @property
-    def alerts(self) -> list[AlertRow]:
-        return [a for r in self.results for a in r.alerts]
-
-
-def raw_of(msg: LabMessage, text: str) -> str:
-    """The text to keep for one message: HL7 keeps each message of a batch on its own."""
-    return msg.raw if msg.raw is not None else text
-
-
-def ingest_payload(
-    session: Session,
-    payload: bytes | str,
-    fmt: str,
-    source: str,
-    now: datetime,
-    protocols: Mapping[str, Protocol],
-    routing: Routing | None,
-    mapping: Any = None,
-    source_name: str = "payload",
-    whole: bool = False,
-    assume_tz: str = "UTC",
-    commit_each: bool = False,
-) -> PayloadResult:
-    """Parse and ingest a payload. With `whole` (CSV files) it is all or nothing: if any
-    part cannot be used, nothing is stored and the payload is quarantined as one.
-    `commit_each` commits message by message (back-loading a long history)."""
-    from monitor.sources import parse
-    from monitor.sources.model import ParseError
-
-    text = payload if isinstance(payload, str) else payload.decode("utf-8", errors="replace")
-    try:
-        messages = parse(
-            payload,
-            fmt,  # type: ignore[arg-type]
-            mapping=mapping,
-            source_name=source_name,
-            assume_tz=assume_tz,
-        )
-    except ParseError as exc:
-        details = [str(p) for p in exc.problems]
-        q = quarantine(
-            session,
-            source,
-            fmt,
-            text,
-            exc.reason,
-            now,
-            None,
-            {"problems": details, "assume_tz": assume_tz},
-        )
-        return PayloadResult(quarantine_id=q.id, reason=exc.reason, problems=details)
-    out = PayloadResult()
-    if whole:
-        nested = session.begin_nested()
-        for msg in messages:
-            result = ingest_message(
-                session,
-                msg,
-                raw_of(msg, text),
-                source,
-                now,
-                protocols,
-                routing,
-                assume_tz=assume_tz,
-            )
-            out.results.append(result)
-            if result.outcome == "quarantined":
-                nested.rollback()
-                reason = f"{source_name}: {result.reason}; nothing in the file was taken in"
-                q = quarantine(
-                    session,
-                    source,
-                    fmt,
-                    text,
-                    reason,
-                    now,
-                    None,
-                    {"message_id": msg.message_id, "assume_tz": assume_tz},
-                )
-                return PayloadResult(quarantine_id=q.id, reason=reason)
-        nested.commit()
-        return out
-    for msg in messages:
-        out.results.append(
-            ingest_message(
-                session,
-                msg,
-                raw_of(msg, text),
-                source,
-                now,
-                protocols,
-                routing,
-                assume_tz=assume_tz,
-            )
-        )
-        if commit_each:
-            session.commit()  # a long back-load never holds the write lock for long
-    return out

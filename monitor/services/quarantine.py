@@ -19,7 +19,8 @@ from monitor.core.protocol import Protocol
 from monitor.routing import Routing
 from monitor.services.held import release
 from monitor.services.inbound import bounded_id
-from monitor.services.ingest import IngestResult, ingest_message, ingest_payload
+from monitor.services.ingest import IngestResult, ingest_message
+from monitor.services.payloads import ingest_payload
 from monitor.store.models import AlertRow, QuarantineRow
 
 log = structlog.get_logger(__name__)

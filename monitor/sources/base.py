@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from monitor.services.ingest import PayloadResult
+from monitor.services.payloads import PayloadResult
 
 
 class Ingest(Protocol):

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from monitor.services.ingest import PayloadResult
+from monitor.services.payloads import PayloadResult
 
 FHIR_JSON = "application/fhir+json"
 

@@ -10,8 +10,8 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from monitor.schemas import PatientIn
-from monitor.services.ingest import ingest_payload
 from monitor.services.intake import enroll
+from monitor.services.payloads import ingest_payload
 from monitor.store.db import create_all, make_engine, session_scope
 from monitor.store.models import EventRow, InboundMessageRow, QuarantineRow
 from tests.ingest.test_ingest import MAPPING, PROTOCOLS, SAMPLES, SETTINGS

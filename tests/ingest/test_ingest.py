@@ -10,8 +10,8 @@ from sqlmodel import select
 
 from monitor.routing import parse_routing
 from monitor.schemas import PatientIn
-from monitor.services.ingest import ingest_payload
 from monitor.services.intake import enroll
+from monitor.services.payloads import ingest_payload
 from monitor.services.quarantine import count_waiting, discard, retry_quarantined, waiting
 from monitor.settings import load_settings
 from monitor.sources import load_mapping

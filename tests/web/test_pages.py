@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 import pytest
 from sqlmodel import col, select
 
-from monitor.services.ingest import ingest_payload
+from monitor.services.payloads import ingest_payload
 from monitor.store.accounts import AuditRow
 from monitor.store.db import session_scope
 from monitor.store.models import AlertRow, EventRow, PatientRow, QuarantineRow

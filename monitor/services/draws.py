@@ -1,0 +1,143 @@
+"""A message's draws as lab events: what each stores, what it replaces, what repeats.
+
+Pure bookkeeping for `monitor.services.ingest`: which draws a message holds, the
+payload of each, the digest that tells a resend from a new version, and the
+supersede rules (a correction replaces the value it corrects; a new version replaces
+its own chain's events and no one else's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from monitor.services.held import held_times
+from monitor.services.inbound import clean, storable
+from monitor.sources.model import LabMessage, Observation
+from monitor.store.models import EventRow
+
+
+def draws(msg: LabMessage, now: datetime) -> dict[datetime, list[Observation]]:
+    """The message's draws by time, with a draw for each held value whose own draw
+    has no other value (its panel must still show that a value waits)."""
+    out: dict[datetime, list[Observation]] = {}
+    for obs in msg.observations:
+        out.setdefault(obs.observed_at, []).append(obs)
+    for at in held_times(msg):
+        out.setdefault(at, [])
+    if not out and msg.held:  # held values of unknown time and nothing else
+        out[msg.sent_at or now] = []
+    return out
+
+
+def supersede(
+    session: Session,
+    patient_id: str,
+    at: datetime,
+    analytes: set[str],
+    new_id: int,
+    only_preliminary: bool = False,
+) -> int:
+    """A corrected result replaces the stored value it corrects (same draw, same test)."""
+    replaced = 0
+    for old in session.exec(
+        select(EventRow).where(
+            EventRow.patient_id == patient_id,
+            EventRow.kind == "lab",
+            EventRow.at == at,
+            col(EventRow.superseded_by).is_(None),
+            col(EventRow.id) != new_id,
+        )
+    ):
+        if only_preliminary and not old.payload.get("preliminary", False):
+            continue
+        if analytes & set(old.payload.get("results", {})):
+            old.superseded_by = new_id
+            session.add(old)
+            replaced += 1
+    return replaced
+
+
+def digest_of(msg: LabMessage) -> str:
+    """What a message says, as a short hash: analyte, value, unit, ULN, time, status,
+    and which values are held.
+
+    The same message id with the same digest is a resend; with another digest it is
+    a new version (a FHIR update, a corrected export, a value the mapping now knows).
+    """
+    parts = sorted(
+        f"{o.analyte}|{o.value!r}|{o.uln!r}|{o.observed_at.isoformat()}|{o.status}"
+        for o in msg.observations
+    )
+    parts += sorted(f"held|{p.label}|{p.at.isoformat() if p.at else '-'}" for p in msg.held)
+    return hashlib.sha256(storable("\n".join(parts)).encode()).hexdigest()[:16]
+
+
+def already_stored(
+    session: Session,
+    patient_id: str,
+    at: datetime,
+    results: Mapping[str, float],
+    group: list[Observation],
+    own_chain: int | None,
+) -> bool:
+    """The same results of the same draw, already stored (e.g. by another route or under
+    another file name): storing them again would judge them, and alert, twice. Events of
+    the message's own earlier version do not count: the new version replaces them."""
+    if not results:
+        return False
+    status_final = all(o.status != "corrected" for o in group)
+    preliminary = all(o.status == "preliminary" for o in group)
+    for row in session.exec(
+        select(EventRow).where(
+            EventRow.patient_id == patient_id,
+            EventRow.kind == "lab",
+            EventRow.at == at,
+            col(EventRow.superseded_by).is_(None),
+        )
+    ):
+        if own_chain is not None and row.inbound_id == own_chain:
+            continue
+        if (
+            status_final
+            and row.payload.get("results") == dict(results)
+            and bool(row.payload.get("preliminary", False)) == preliminary
+        ):
+            return True
+    return False
+
+
+def replace_earlier(session: Session, inbound_id: int, patient_id: str, new: list[int]) -> int:
+    """Events an earlier version of this message stored for this patient are superseded
+    by the new version's first event: the chain's own events and no one else's."""
+    replaced = 0
+    for old in session.exec(
+        select(EventRow).where(
+            EventRow.inbound_id == inbound_id,
+            EventRow.patient_id == patient_id,
+            col(EventRow.superseded_by).is_(None),
+            col(EventRow.id).not_in(new),
+        )
+    ):
+        old.superseded_by = new[0]
+        session.add(old)
+        replaced += 1
+    return replaced
+
+
+def lab_payload(group: list[Observation], held: dict[str, str]) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "results": {o.analyte: o.value for o in group},
+        "uln": {o.analyte: o.uln for o in group if o.uln is not None},
+        "original": {o.analyte: [o.original_value, o.original_unit] for o in group},
+        "preliminary": bool(group) and all(o.status == "preliminary" for o in group),
+        "corrected": any(o.status == "corrected" for o in group),
+        "codes": {o.analyte: f"{o.code.system}|{o.code.code}" for o in group},
+    }
+    if held:
+        payload["held"] = held
+    return clean(payload)  # type: ignore[no-any-return]

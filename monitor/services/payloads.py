@@ -1,0 +1,150 @@
+"""Whole payloads (an HL7 batch, a FHIR bundle, a CSV file) through ingest.
+
+Parsing happens here, once per payload; each message then goes through
+`monitor.services.ingest.ingest_message`. A payload that cannot be read at all is
+quarantined as one item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from monitor.core.protocol import Protocol
+from monitor.routing import Routing
+from monitor.services.ingest import IngestResult, ingest_message, quarantine
+from monitor.sources.model import LabMessage
+from monitor.store.models import AlertRow
+
+
+@dataclass
+class PayloadResult:
+    """What became of one payload (an HL7 batch, a FHIR bundle, a CSV file)."""
+
+    results: list[IngestResult] = field(default_factory=list)
+    quarantine_id: int | None = None
+    reason: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def stored(self) -> int:
+        return sum(1 for r in self.results if r.outcome == "stored")
+
+    @property
+    def quarantined(self) -> int:
+        return sum(1 for r in self.results if r.outcome == "quarantined") + (
+            1 if self.quarantine_id is not None else 0
+        )
+
+    @property
+    def held(self) -> int:
+        """Values held in quarantine on their own, the rest of their message stored."""
+        return sum(len(r.held) for r in self.results)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(1 for r in self.results if r.outcome == "duplicate")
+
+    @property
+    def alerts(self) -> list[AlertRow]:
+        return [a for r in self.results for a in r.alerts]
+
+
+def raw_of(msg: LabMessage, text: str) -> str:
+    """The text to keep for one message: HL7 keeps each message of a batch on its own."""
+    return msg.raw if msg.raw is not None else text
+
+
+def ingest_payload(
+    session: Session,
+    payload: bytes | str,
+    fmt: str,
+    source: str,
+    now: datetime,
+    protocols: Mapping[str, Protocol],
+    routing: Routing | None,
+    mapping: Any = None,
+    source_name: str = "payload",
+    whole: bool = False,
+    assume_tz: str = "UTC",
+    commit_each: bool = False,
+) -> PayloadResult:
+    """Parse and ingest a payload. With `whole` (CSV files) it is all or nothing: if any
+    part cannot be used, nothing is stored and the payload is quarantined as one.
+    `commit_each` commits message by message (back-loading a long history)."""
+    from monitor.sources import parse
+    from monitor.sources.model import ParseError
+
+    text = payload if isinstance(payload, str) else payload.decode("utf-8", errors="replace")
+    try:
+        messages = parse(
+            payload,
+            fmt,  # type: ignore[arg-type]
+            mapping=mapping,
+            source_name=source_name,
+            assume_tz=assume_tz,
+        )
+    except ParseError as exc:
+        details = [str(p) for p in exc.problems]
+        q = quarantine(
+            session,
+            source,
+            fmt,
+            text,
+            exc.reason,
+            now,
+            None,
+            {"problems": details, "assume_tz": assume_tz},
+        )
+        return PayloadResult(quarantine_id=q.id, reason=exc.reason, problems=details)
+    out = PayloadResult()
+    if whole:
+        nested = session.begin_nested()
+        for msg in messages:
+            result = ingest_message(
+                session,
+                msg,
+                raw_of(msg, text),
+                source,
+                now,
+                protocols,
+                routing,
+                assume_tz=assume_tz,
+            )
+            out.results.append(result)
+            if result.outcome == "quarantined":
+                nested.rollback()
+                reason = f"{source_name}: {result.reason}; nothing in the file was taken in"
+                q = quarantine(
+                    session,
+                    source,
+                    fmt,
+                    text,
+                    reason,
+                    now,
+                    None,
+                    {"message_id": msg.message_id, "assume_tz": assume_tz},
+                )
+                return PayloadResult(quarantine_id=q.id, reason=reason)
+        nested.commit()
+        return out
+    for msg in messages:
+        out.results.append(
+            ingest_message(
+                session,
+                msg,
+                raw_of(msg, text),
+                source,
+                now,
+                protocols,
+                routing,
+                assume_tz=assume_tz,
+            )
+        )
+        if commit_each:
+            session.commit()  # a long back-load never holds the write lock for long
+    return out
