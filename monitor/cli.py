@@ -330,8 +330,10 @@ def enroll_cmd(
         list[str] | None,
         typer.Option(
             "--identifier",
-            help="AUTHORITY:VALUE (e.g. MRENTR:12345, FHIR:Patient/pat2), or VALUE alone "
-            "for senders that name no assigning authority",
+            help="SYSTEM|VALUE, the FHIR token (e.g. https://fhir.nhs.uk/Id/nhs-number|"
+            "9434765919, urn:oid:1.2.3|123, MRENTR|12345); AUTHORITY:VALUE where the "
+            "authority has no colon or slash (MRENTR:12345); VALUE alone for senders that "
+            "name no assigning authority",
         ),
     ] = None,
     protocol: Annotated[str | None, typer.Option("--protocol")] = None,
@@ -552,6 +554,8 @@ def patient_show(
         identifiers = session.exec(
             select(PatientIdentifierRow).where(PatientIdentifierRow.patient_id == patient_id)
         ).all()
+        from monitor.identifiers import format_identifier
+
         all_events = [
             {"id": e.id, "kind": e.kind, "at": e.at.isoformat(), **e.payload, "source": e.source}
             for e in event_rows(session, patient_id)
@@ -565,7 +569,7 @@ def patient_show(
             "uln": {
                 a: uln_for(a, result.state.patient, None, protocol) for a in protocol.default_uln
             },
-            "identifiers": [f"{i.system}:{i.value}" for i in identifiers],
+            "identifiers": [format_identifier(i.system, i.value) for i in identifiers],
             "latest": latest,
             "events": all_events,
             "open_findings": [
@@ -1020,12 +1024,16 @@ def ingest_cmd(
 def quarantine_list(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
-    """What waits in quarantine, and why."""
+    """What waits in quarantine, and why; held values name their patient, and codes the
+    mapping does not know are counted by sender."""
+    from monitor.core.units import ANALYTES
+    from monitor.services.held import unmapped_counts
     from monitor.services.quarantine import waiting
 
     c = ctx_of(ctx)
     with c.session() as session:
         rows = waiting(session)
+        unmapped = unmapped_counts(session, ANALYTES)
     if as_json:
         for r in rows:
             typer.echo(
@@ -1034,7 +1042,12 @@ def quarantine_list(
                         "id": r.id,
                         "source": r.source,
                         "format": r.format,
+                        "sender": r.sender,
                         "message_id": r.message_id,
+                        "kind": r.kind,
+                        "patient_id": r.patient_id,
+                        "label": r.label,
+                        "code": r.code,
                         "received_at": r.received_at.isoformat(),
                         "reason": r.reason,
                     }
@@ -1044,7 +1057,15 @@ def quarantine_list(
     if not rows:
         typer.echo("Nothing waits in quarantine.")
     for r in rows:
-        typer.echo(f"{r.id:>5}  {_fmt_time(r.received_at)}  {r.source:<10} {r.reason}")
+        what = f"value of {r.patient_id}" if r.kind == "value" else "message"
+        typer.echo(
+            f"{r.id:>5}  {_fmt_time(r.received_at)}  {r.source:<10} {what:<16} {r.reason}"
+        )
+    if unmapped:
+        typer.echo("\nUnmapped codes (held values by sender and code; add them to the mapping,")
+        typer.echo("then `monitor quarantine retry ID` takes each value in):")
+        for sender, code, count in unmapped:
+            typer.echo(f"  {count:>5} x {code}  from {sender or '(no sender)'}")
 
 
 @quarantine_app.command("show")

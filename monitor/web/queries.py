@@ -21,6 +21,7 @@ from monitor.core.domain import LabEvent
 from monitor.core.protocol import Protocol
 from monitor.core.state import uln_for
 from monitor.core.units import CANONICAL_UNIT, DISPLAY_NAME
+from monitor.identifiers import format_identifier
 from monitor.services.alerts import AlertError, by_code, deliveries_of, group_of
 from monitor.services.evaluate import run_for
 from monitor.services.records import event_rows, events_of, patient_of
@@ -449,7 +450,7 @@ def patient_detail(
         tpmt=row.tpmt,
         baseline={k: float(v) for k, v in row.baseline.items()},
         uln=uln,
-        identifiers=[f"{i.system}:{i.value}" for i in identifiers],
+        identifiers=[format_identifier(i.system, i.value) for i in identifiers],
         latest=latest,
         stop_lines=[
             StopLineOut(

@@ -137,3 +137,21 @@ def test_events_know_their_inbound_message(engine) -> None:  # type: ignore[no-u
         event = s.exec(select(EventRow).where(EventRow.kind == "lab")).one()
         assert event.inbound_id == inbound.id
         assert event.source_ref is not None and event.source_ref.startswith(f"m{inbound.id}@")
+
+
+def test_a_fhir_subject_identifier_with_an_oid_matches_either_spelling(engine) -> None:  # type: ignore[no-untyped-def]
+    enrol(engine, "P-1", ["2.16.840.1.113883.2.1.4.1|9434765919"], START)
+    body = json.loads(_observation("o-oid", 40))
+    body["subject"] = {
+        "identifier": {"system": "urn:oid:2.16.840.1.113883.2.1.4.1", "value": "9434765919"}
+    }
+    assert ingest(engine, json.dumps(body).encode(), "fhir").stored == 1
+    assert _current(engine) == {"P-1": {"alt": 40.0}}
+
+
+def test_a_uri_system_enrolled_as_a_token_matches_a_fhir_subject(engine) -> None:  # type: ignore[no-untyped-def]
+    nhs = "https://fhir.nhs.uk/Id/nhs-number"
+    enrol(engine, "P-1", [f"{nhs}|9434765919"], START)
+    body = json.loads(_observation("o-nhs", 41))
+    body["subject"] = {"identifier": {"system": nhs, "value": "9434765919"}}
+    assert ingest(engine, json.dumps(body).encode(), "fhir").stored == 1
