@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from monitor.core.protocol import Protocol
 from monitor.routing import Routing
+from monitor.services.inbound import storable
 from monitor.services.ingest import IngestResult, ingest_message, quarantine
 from monitor.sources.model import LabMessage
 from monitor.store.models import AlertRow
@@ -79,6 +80,8 @@ def ingest_payload(
     from monitor.sources import parse
     from monitor.sources.model import ParseError
 
+    if isinstance(payload, str):
+        payload = storable(payload)  # a lone surrogate cannot reach a parser or the store
     text = payload if isinstance(payload, str) else payload.decode("utf-8", errors="replace")
     try:
         messages = parse(
