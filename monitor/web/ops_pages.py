@@ -63,8 +63,14 @@ def quarantine(request: Request, principal: PageUser) -> Response:
     host = host_of(request)
     with session_scope(host.engine) as session:
         rows = queries.waiting_quarantine(session)
+        unmapped = queries.unmapped_codes(session)
     return renderer_of(request).page(
-        request, "quarantine.html", principal, rows=rows, can_retry=retry_available()
+        request,
+        "quarantine.html",
+        principal,
+        rows=rows,
+        unmapped=unmapped,
+        can_retry=retry_available(),
     )
 
 

@@ -47,6 +47,7 @@ from monitor.web.schemas import (
     PatientDetailOut,
     PatientSummaryOut,
     StopLineOut,
+    WaitingValueOut,
 )
 
 STATES: tuple[str, ...] = ("open", "acknowledged", "resolved")
@@ -452,6 +453,7 @@ def patient_detail(
         uln=uln,
         identifiers=[format_identifier(i.system, i.value) for i in identifiers],
         latest=latest,
+        waiting=waiting_values(session, patient_id),
         stop_lines=[
             StopLineOut(
                 analytes=list(ln.analytes),
@@ -478,6 +480,31 @@ def patient_detail(
     )
     svg = chart.render(points, lines, doses, row.start, end + (end - row.start) * 0.03, tz)
     return PatientView(out, svg, row.display_name)
+
+
+def waiting_values(session: Session, patient_id: str) -> list[WaitingValueOut]:
+    """This patient's values held in quarantine, oldest first."""
+    rows = session.exec(
+        select(QuarantineRow)
+        .where(
+            QuarantineRow.patient_id == patient_id,
+            QuarantineRow.kind == "value",
+            QuarantineRow.state == "waiting",
+        )
+        .order_by(col(QuarantineRow.id))
+    ).all()
+    out = []
+    for r in rows:
+        at = r.detail.get("at")
+        out.append(
+            WaitingValueOut(
+                quarantine_id=r.id or 0,
+                label=DISPLAY_NAME.get(r.label or "", r.label or "a value"),
+                at=datetime.fromisoformat(at) if isinstance(at, str) else None,
+                reason=r.reason,
+            )
+        )
+    return out
 
 
 # --- operations -------------------------------------------------------------------
@@ -523,6 +550,14 @@ def failed_deliveries(session: Session, limit: int = 50) -> list[tuple[DeliveryR
         .limit(limit)
     )
     return [(d, code) for d, code in session.exec(stmt)]
+
+
+def unmapped_codes(session: Session) -> list[tuple[str, str, int]]:
+    """(sender, code, waiting values): codes the mapping does not know, by sender."""
+    from monitor.core.units import ANALYTES
+    from monitor.services.held import unmapped_counts
+
+    return unmapped_counts(session, ANALYTES)
 
 
 def waiting_quarantine(session: Session, limit: int = 200) -> list[QuarantineRow]:

@@ -119,6 +119,15 @@ class LatestValueOut(Out):
     at: datetime
 
 
+class WaitingValueOut(Out):
+    """A value of this patient held in quarantine: the panel is not normal while it waits."""
+
+    quarantine_id: int
+    label: str
+    at: datetime | None
+    reason: str
+
+
 class StopLineOut(Out):
     analytes: list[str]
     multiple_of_uln: float
@@ -134,6 +143,7 @@ class PatientDetailOut(PatientSummaryOut):
     uln: dict[str, float]
     identifiers: list[str]
     latest: list[LatestValueOut]
+    waiting: list[WaitingValueOut] = []
     stop_lines: list[StopLineOut]
     events: list[EventOut]
     alerts: list[AlertOut]
