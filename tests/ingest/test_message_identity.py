@@ -7,10 +7,15 @@ import json
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from monitor.store.db import session_scope
 from monitor.store.models import EventRow, InboundMessageRow, QuarantineRow
+from monitor.web.app import create_app
+from monitor.web.host import WebSettings
+from tests.daemon.conftest import Rig
+from tests.daemon.helpers import enrol as rig_enrol
 from tests.ingest.test_ingest import NOW, engine, enrol, hl7, ingest, lab_events
 
 __all__ = ["engine"]
@@ -155,3 +160,25 @@ def test_a_uri_system_enrolled_as_a_token_matches_a_fhir_subject(engine) -> None
     body = json.loads(_observation("o-nhs", 41))
     body["subject"] = {"identifier": {"system": nhs, "value": "9434765919"}}
     assert ingest(engine, json.dumps(body).encode(), "fhir").stored == 1
+
+
+def test_fhir_a_b_then_a_again_is_answered_not_a_500(rig: Rig) -> None:
+    at = rig.clock.now() - timedelta(hours=1)
+    rig_enrol(rig, "P-FV", start=at - timedelta(days=5), identifiers=["FHIR:Patient/pat2"])
+    client = TestClient(create_app(rig.service, WebSettings(fhir_push_allow_without_token=True)))
+
+    def version(value: float) -> bytes:
+        body = json.loads(_observation("o-ver", value))
+        body["effectiveDateTime"] = at.isoformat()
+        return json.dumps(body).encode()
+
+    for value in (40, 45, 40):
+        answer = client.post("/fhir/Observation", content=version(value))
+        assert answer.status_code == 200, answer.text
+    with session_scope(rig.service.engine) as s:
+        standing = [
+            e.payload["results"]
+            for e in s.exec(select(EventRow).where(EventRow.patient_id == "P-FV"))
+            if e.superseded_by is None and e.kind == "lab"
+        ]
+    assert standing == [{"alt": 45.0}]

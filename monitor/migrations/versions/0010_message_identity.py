@@ -42,6 +42,21 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("label", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("code", sa.String(length=200), nullable=True))
         batch_op.create_index(batch_op.f("ix_quarantine_patient_id"), ["patient_id"], unique=False)
+    _link_events_to_their_messages()
+
+
+def _link_events_to_their_messages() -> None:
+    """Events stored before this revision learn their inbound message from the list the
+    message kept (`detail.events`), so a new version of an old message replaces them."""
+    bind = op.get_bind()
+    inbound = sa.table(
+        "inbound_messages", sa.column("id", sa.Integer), sa.column("detail", sa.JSON)
+    )
+    events = sa.table("events", sa.column("id", sa.Integer), sa.column("inbound_id", sa.Integer))
+    for row in bind.execute(sa.select(inbound.c.id, inbound.c.detail)):
+        ids = [int(i) for i in (row.detail or {}).get("events", []) if str(i).isdigit()]
+        if ids:
+            bind.execute(events.update().where(events.c.id.in_(ids)).values(inbound_id=row.id))
 
 
 def downgrade() -> None:
