@@ -28,7 +28,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from monitor.clock import Clock, SystemClock
 from monitor.config_check import load_checked
@@ -42,8 +42,9 @@ from monitor.services.escalation import escalate_due
 from monitor.services.evaluate import evaluate_patient, new_code
 from monitor.services.instances import DEFAULT_LEASE_SECONDS, Heartbeat, new_instance_id
 from monitor.services.jobs import STATS
-from monitor.services.payloads import PayloadResult, ingest_payload
+from monitor.services.payloads import PayloadResult, parse_payload, store_parsed
 from monitor.services.sweep import ESCALATION_BATCH, due_batches, single_runner
+from monitor.services.writer import GroupWriter
 from monitor.settings import Settings, SettingsError, state_dir
 from monitor.sources import load_mapping
 from monitor.startup import (
@@ -106,6 +107,7 @@ class Service(HostBasics):
         self.config_path = config_path
         self.secrets = secrets or SecretSource()
         self.engine = engine or make_engine(config.settings.database_url)
+        self.writer = GroupWriter(self.engine)  # every source's messages, one commit a batch
         self.instance_id = new_instance_id()
         daemon_cfg = config.settings.raw.get("daemon", {})
         self.heartbeat = Heartbeat(
@@ -451,6 +453,7 @@ class Service(HostBasics):
             server.should_exit = True
             if server_task is not None:
                 await server_task
+        await asyncio.to_thread(self.writer.stop)  # what sources handed over is written
         self.engine.dispose()
         log.info("daemon.stopped")
 
@@ -547,22 +550,17 @@ class Service(HostBasics):
         assume_tz: str = "UTC",
         source_name: str | None = None,
     ) -> PayloadResult:
-        """Parse and store (or quarantine) a payload; committed before this returns, so a
-        source may acknowledge. Safe to call from a worker thread."""
-        with session_scope(self.engine) as session:
-            out = ingest_payload(
-                session,
-                payload,
-                fmt,
-                source,
-                self.clock.now(),
-                self.config.protocols,
-                self.config.routing,
-                self.mapping,
-                source_name=source_name or source,
-                whole=whole,
-                assume_tz=assume_tz,
+        """Parse here (on the caller's thread), store through the one writer; committed
+        before this returns, so a source may acknowledge. Call from a worker thread."""
+        parsed = parse_payload(payload, fmt, self.mapping, source_name or source, assume_tz)
+        protocols, routing = self.config.protocols, self.config.routing
+
+        def store(session: Session) -> PayloadResult:
+            return store_parsed(
+                session, parsed, source, self.clock.now(), protocols, routing, whole=whole
             )
+
+        out = self.writer.submit(store)
         if out.alerts:
             self.wake_dispatcher()
         return out

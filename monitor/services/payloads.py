@@ -18,7 +18,7 @@ from monitor.core.protocol import Protocol
 from monitor.routing import Routing
 from monitor.services.inbound import storable
 from monitor.services.ingest import IngestResult, ingest_message, quarantine
-from monitor.sources.model import LabMessage
+from monitor.sources.model import LabMessage, ParseError
 from monitor.store.models import AlertRow
 
 
@@ -60,6 +60,45 @@ def raw_of(msg: LabMessage, text: str) -> str:
     return msg.raw if msg.raw is not None else text
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A payload read by its parser, before anything is stored: parsing happens on the
+    source's thread, so the one writer only stores."""
+
+    fmt: str
+    text: str
+    source_name: str
+    assume_tz: str
+    messages: tuple[LabMessage, ...] = ()
+    error: ParseError | None = None
+
+
+def parse_payload(
+    payload: bytes | str,
+    fmt: str,
+    mapping: Any = None,
+    source_name: str = "payload",
+    assume_tz: str = "UTC",
+) -> Parsed:
+    """Read a payload; a payload that is not readable at all comes back with `error`."""
+    from monitor.sources import parse
+
+    if isinstance(payload, str):
+        payload = storable(payload)  # a lone surrogate cannot reach a parser or the store
+    text = payload if isinstance(payload, str) else payload.decode("utf-8", errors="replace")
+    try:
+        messages = parse(
+            payload,
+            fmt,  # type: ignore[arg-type]
+            mapping=mapping,
+            source_name=source_name,
+            assume_tz=assume_tz,
+        )
+    except ParseError as exc:
+        return Parsed(fmt, text, source_name, assume_tz, error=exc)
+    return Parsed(fmt, text, source_name, assume_tz, tuple(messages))
+
+
 def ingest_payload(
     session: Session,
     payload: bytes | str,
@@ -77,21 +116,30 @@ def ingest_payload(
     """Parse and ingest a payload. With `whole` (CSV files) it is all or nothing: if any
     part cannot be used, nothing is stored and the payload is quarantined as one.
     `commit_each` commits message by message (back-loading a long history)."""
-    from monitor.sources import parse
-    from monitor.sources.model import ParseError
+    parsed = parse_payload(payload, fmt, mapping, source_name, assume_tz)
+    return store_parsed(session, parsed, source, now, protocols, routing, whole, commit_each)
 
-    if isinstance(payload, str):
-        payload = storable(payload)  # a lone surrogate cannot reach a parser or the store
-    text = payload if isinstance(payload, str) else payload.decode("utf-8", errors="replace")
-    try:
-        messages = parse(
-            payload,
-            fmt,  # type: ignore[arg-type]
-            mapping=mapping,
-            source_name=source_name,
-            assume_tz=assume_tz,
-        )
-    except ParseError as exc:
+
+def store_parsed(
+    session: Session,
+    parsed: Parsed,
+    source: str,
+    now: datetime,
+    protocols: Mapping[str, Protocol],
+    routing: Routing | None,
+    whole: bool = False,
+    commit_each: bool = False,
+) -> PayloadResult:
+    """Store (or quarantine) what `parse_payload` read."""
+    fmt, text, assume_tz, source_name = (
+        parsed.fmt,
+        parsed.text,
+        parsed.assume_tz,
+        parsed.source_name,
+    )
+    messages = parsed.messages
+    if parsed.error is not None:
+        exc = parsed.error
         details = [str(p) for p in exc.problems]
         q = quarantine(
             session,

@@ -1,0 +1,155 @@
+"""One writer with group commit: every source's messages are stored by one thread.
+
+Six worker threads each opening `BEGIN IMMEDIATE` on SQLite spent most of their time
+waiting for each other in the busy handler, and each message paid its own commit.
+Here the sources parse on their own threads and hand the writer a unit of work; the
+writer takes everything that is waiting (up to `max_batch`), runs each unit in its
+own savepoint (one failure rolls back only its own unit), commits once, and only
+then answers every caller. So a source still acknowledges only what is durable, and
+a busy moment costs one commit per batch instead of one per message.
+
+No timer: while the writer commits one batch the next one gathers, so a lone
+message is written at once and a burst is written in batches.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import structlog
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class WriterStopped(RuntimeError):
+    """The writer was stopped before this unit was committed: nothing of it is stored."""
+
+
+@dataclass
+class _Unit(Generic[T]):
+    work: Callable[[Session], T]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: T | None = None
+    error: BaseException | None = None
+
+
+_STOP: Any = object()
+
+
+class GroupWriter:
+    """Stores units of work in batches, one savepoint each, one commit per batch."""
+
+    def __init__(self, engine: Engine, max_batch: int = 200) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+        self.batches = 0  # commits made: a burst shows fewer batches than units
+        self.units = 0
+
+    def submit(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in the writer's transaction; returns after the commit, or raises
+        what `work` raised (its savepoint rolled back) or why the commit failed."""
+        self._ensure_started()
+        unit: _Unit[T] = _Unit(work)
+        self._queue.put(unit)
+        unit.done.wait()
+        if unit.error is not None:
+            raise unit.error
+        return unit.result  # type: ignore[return-value]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write what is waiting, then stop; later submits raise `WriterStopped`."""
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout)
+        self._fail_waiting()
+
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._stopped:
+                raise WriterStopped("the writer is stopped: nothing was stored")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="group-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Unit[Any]] = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                batch.append(more)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[_Unit[Any]]) -> None:
+        session = Session(self.engine, expire_on_commit=False)
+        try:
+            for unit in batch:
+                savepoint = session.begin_nested()
+                try:
+                    unit.result = unit.work(session)
+                    savepoint.commit()
+                except Exception as exc:  # this unit only; the others go on
+                    savepoint.rollback()
+                    unit.error = exc
+            session.commit()
+            self.batches += 1
+            self.units += len(batch)
+        except Exception as exc:  # the commit itself: nothing of the batch is stored
+            log.error("writer.commit_failed", units=len(batch), error=type(exc).__name__)
+            self._discard(session)
+            for unit in batch:
+                if unit.error is None:
+                    unit.result, unit.error = None, exc
+        finally:
+            session.close()
+            for unit in batch:
+                unit.done.set()
+
+    @staticmethod
+    def _discard(session: Session) -> None:
+        """After a failed commit the connection may still be inside its transaction:
+        roll it back, or drop the connection, so the next batch starts clean."""
+        try:
+            session.rollback()
+            connection = session.connection()
+            connection.invalidate()
+        except Exception:
+            log.warning("writer.discard_failed", exc_info=True)
+
+    def _fail_waiting(self) -> None:
+        while True:
+            try:
+                unit = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if unit is not _STOP:
+                unit.error = WriterStopped("the writer stopped before this was stored")
+                unit.done.set()

@@ -1,0 +1,122 @@
+"""The one writer: a burst is stored in batches (one commit each), a failing unit rolls
+back only itself, a failed commit answers every caller with the error, and nothing is
+answered before its commit (issue 10, point 1)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+from sqlmodel import Session, select
+
+from monitor.services.writer import GroupWriter, WriterStopped
+from monitor.store.db import make_engine, session_scope, upgrade
+from monitor.store.models import SourceCursorRow
+
+T = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    e = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    upgrade(e)
+    yield e
+    e.dispose()
+
+
+def _put(name: str):  # type: ignore[no-untyped-def]
+    def work(session: Session) -> str:
+        session.add(SourceCursorRow(name=name, cursor="c", updated_at=T))
+        session.flush()
+        return name
+
+    return work
+
+
+def _names(engine) -> list[str]:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as s:
+        return sorted(r.name for r in s.exec(select(SourceCursorRow)))
+
+
+def test_a_burst_is_written_in_few_commits(engine) -> None:  # type: ignore[no-untyped-def]
+    writer = GroupWriter(engine)
+    release, busy = threading.Event(), threading.Event()
+
+    def first(session: Session) -> str:
+        busy.set()
+        release.wait(10)  # the writer is busy: the others gather meanwhile
+        return _put("first")(session)
+
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(writer.submit(first)))]
+    threads[0].start()
+    busy.wait(10)
+    for i in range(20):
+        t = threading.Thread(target=lambda i=i: results.append(writer.submit(_put(f"n{i:02}"))))
+        threads.append(t)
+        t.start()
+    while writer._queue.qsize() < 20:  # all twenty queued behind the first
+        threading.Event().wait(0.001)
+    release.set()
+    for t in threads:
+        t.join(10)
+    writer.stop()
+    assert sorted(results) == _names(engine) and len(results) == 21
+    assert (writer.units, writer.batches) == (21, 2)
+
+
+def test_a_failing_unit_rolls_back_only_itself(engine) -> None:  # type: ignore[no-untyped-def]
+    writer = GroupWriter(engine)
+
+    def fails(session: Session) -> str:
+        _put("half-done")(session)
+        raise ValueError("bad message")
+
+    with pytest.raises(ValueError, match="bad message"):
+        writer.submit(fails)
+    assert writer.submit(_put("good")) == "good"
+    writer.stop()
+    assert _names(engine) == ["good"]
+
+
+def test_a_failed_commit_answers_every_caller_with_the_error(engine) -> None:  # type: ignore[no-untyped-def]
+    writer = GroupWriter(engine)
+    failing = {"on": True}
+
+    def boom(conn) -> None:  # type: ignore[no-untyped-def]
+        if failing["on"]:
+            raise OSError("disk full")
+
+    event.listen(engine, "commit", boom)
+    with pytest.raises(OSError, match="disk full"):
+        writer.submit(_put("lost"))
+    failing["on"] = False
+    assert writer.submit(_put("kept")) == "kept"
+    writer.stop()
+    assert _names(engine) == ["kept"]
+
+
+def test_nothing_is_answered_before_its_commit(engine) -> None:  # type: ignore[no-untyped-def]
+    writer = GroupWriter(engine)
+    seen: list[list[str]] = []
+
+    def work(session: Session) -> str:
+        _put("x")(session)
+        return "x"
+
+    assert writer.submit(work) == "x"
+    seen.append(_names(engine))  # another connection sees it the moment submit returns
+    writer.stop()
+    assert seen == [["x"]]
+
+
+def test_after_stop_a_submit_is_refused_and_stores_nothing(engine) -> None:  # type: ignore[no-untyped-def]
+    writer = GroupWriter(engine)
+    writer.submit(_put("before"))
+    writer.stop()
+    with pytest.raises(WriterStopped):
+        writer.submit(_put("after"))
+    assert _names(engine) == ["before"]
