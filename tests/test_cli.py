@@ -50,7 +50,7 @@ def test_enroll_lab_and_show(cli: CliRunner) -> None:
     r = cli("patient", "show", "P-100", "--json")
     doc = json.loads(r.out)
     assert doc["baseline"]["alt"] == 22  # mean of 20 and 24
-    assert doc["identifiers"] == ["MRN:P-100-555"]
+    assert doc["identifiers"] == ["MRN|P-100-555"]
     assert doc["on_therapy"] is False
     assert doc["latest"]["alt"]["value"] == 130 and doc["latest"]["alt"]["grade"] == 2
     assert [f["rule"] for f in doc["open_findings"]] == ["stop.transaminase"]
