@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -31,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import machine  # noqa: E402
 from monitor.routing import parse_routing  # noqa: E402
 from monitor.services.outbox import enqueue  # noqa: E402
 from monitor.settings import load_settings  # noqa: E402
@@ -82,25 +82,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
-
-
-def machine() -> dict[str, object]:
-    mem = ""
-    with open("/proc/meminfo") as f:
-        mem = f.readline().split(":")[1].strip()
-    model = ""
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": model,
-        "memory": mem,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def seed(db: str, config: Path, n: int) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.core.domain import DoseEvent, Event, LabEvent, Patient, SymptomEvent  # noqa: E402
-from monitor.core.protocol import load_protocol  # noqa: E402
-from monitor.engine import run  # noqa: E402
+from monitor.core.domain import DoseEvent, Event, LabEvent, Patient, SymptomEvent
+from monitor.core.protocol import load_protocol
+from monitor.engine import run
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = load_protocol(ROOT / "config" / "protocols" / "azathioprine-seed.toml")

@@ -961,6 +961,9 @@ def silence_add(
     )
 
 
+INGEST_BATCH = 200  # messages a back-load commits at once: group commit, short write locks
+
+
 @app.command("ingest")
 def ingest_cmd(
     ctx: typer.Context,
@@ -1006,7 +1009,7 @@ def ingest_cmd(
             source_name=content_name(path.name, raw),
             whole=(fmt == "csv"),
             assume_tz=timezone,
-            commit_each=(fmt != "csv"),
+            commit_every=0 if fmt == "csv" else INGEST_BATCH,
         )
     typer.echo(
         f"{path.name}: {out.stored} stored, {out.duplicates} duplicate(s), "

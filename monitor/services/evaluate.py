@@ -23,7 +23,7 @@ from monitor.engine import Run, run
 from monitor.routing import Routing
 from monitor.services.outbox import enqueue
 from monitor.services.records import event_rows, events_of, patient_of
-from monitor.store.models import AlertRow, PatientRow
+from monitor.store.models import AlertRow, EventRow, PatientRow
 
 log = structlog.get_logger(__name__)
 
@@ -65,12 +65,19 @@ def lock_patient(session: Session, patient_id: str) -> PatientRow:
     return row
 
 
-def run_for(session: Session, row: PatientRow, now: datetime, protocol: Protocol) -> Run:
-    """The engine over the stored course; preliminary results count only if the profile
-    says so (a final result normally follows)."""
+def run_for(
+    session: Session,
+    row: PatientRow,
+    now: datetime,
+    protocol: Protocol,
+    history: list[EventRow] | None = None,
+) -> Run:
+    """The engine over the stored course (`history`, when the caller has read it);
+    preliminary results count only if the profile says so (a final result normally
+    follows)."""
     rows = [
         r
-        for r in event_rows(session, row.id)
+        for r in (event_rows(session, row.id) if history is None else history)
         if protocol.preliminary_results_count or not r.payload.get("preliminary", False)
     ]
     return run(patient_of(row), events_of(rows), now, protocol)
@@ -87,7 +94,8 @@ def evaluate_patient(
     (same transaction); return the new alerts."""
     row = lock_patient(session, patient_id)
     protocol = protocols[row.protocol_id]
-    result = run_for(session, row, now, protocol)
+    history = event_rows(session, patient_id)  # read once: the engine and next check
+    result = run_for(session, row, now, protocol, history)
     known = {
         (rule, key)
         for rule, key in session.exec(
@@ -122,7 +130,7 @@ def evaluate_patient(
             code=alert.code,
             at=f.at.isoformat(),
         )
-    later = [e.at for e in event_rows(session, patient_id) if e.at > now]
+    later = [e.at for e in history if e.at > now]
     candidates = [t for t in (result.position.next_check_at, min(later, default=None)) if t]
     # An event a little ahead of our clock is judged when its time comes.
     row.next_check_at = min(candidates, default=None)

@@ -111,13 +111,14 @@ def ingest_payload(
     source_name: str = "payload",
     whole: bool = False,
     assume_tz: str = "UTC",
-    commit_each: bool = False,
+    commit_every: int = 0,
 ) -> PayloadResult:
     """Parse and ingest a payload. With `whole` (CSV files) it is all or nothing: if any
     part cannot be used, nothing is stored and the payload is quarantined as one.
-    `commit_each` commits message by message (back-loading a long history)."""
+    `commit_every` commits after that many messages (back-loading a long history holds
+    the write lock for one batch at a time, and pays one commit per batch)."""
     parsed = parse_payload(payload, fmt, mapping, source_name, assume_tz)
-    return store_parsed(session, parsed, source, now, protocols, routing, whole, commit_each)
+    return store_parsed(session, parsed, source, now, protocols, routing, whole, commit_every)
 
 
 def store_parsed(
@@ -128,7 +129,7 @@ def store_parsed(
     protocols: Mapping[str, Protocol],
     routing: Routing | None,
     whole: bool = False,
-    commit_each: bool = False,
+    commit_every: int = 0,
 ) -> PayloadResult:
     """Store (or quarantine) what `parse_payload` read."""
     fmt, text, assume_tz, source_name = (
@@ -183,7 +184,7 @@ def store_parsed(
                 return PayloadResult(quarantine_id=q.id, reason=reason)
         nested.commit()
         return out
-    for msg in messages:
+    for number, msg in enumerate(messages, 1):
         out.results.append(
             ingest_message(
                 session,
@@ -196,6 +197,6 @@ def store_parsed(
                 assume_tz=assume_tz,
             )
         )
-        if commit_each:
+        if commit_every and number % commit_every == 0:
             session.commit()  # a long back-load never holds the write lock for long
     return out

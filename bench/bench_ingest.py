@@ -1,0 +1,241 @@
+"""Batch ingest beside its limits, measured in the same run.
+
+Run: .venv/bin/python bench/bench_ingest.py [--messages 25000] [--patients 1000]
+What is timed, on one fresh SQLite file each:
+- lab-monitor HL7: `ingest_payload` over N ORU^R01 messages of 4 liver values each
+  (what `monitor ingest` does: parse, match, store, judge, commit every 200 messages);
+- `hl7.parse` alone over the same messages (the parsing floor);
+- bare `sqlite3` `executemany` of the same values as rows, one transaction (the
+  storing floor);
+- lab-monitor CSV: the same values as one CSV file;
+- per-value cost for a patient with 500 stored lab values beside a new patient's.
+Goals (issue 10): HL7 >= 0.5x `hl7.parse` alone; CSV >= 20,000 values/s; the
+per-value cost at 500 stored events within 1.5x of a new patient's.
+Writes bench/results/ingest-<time>.json with the machine's description; exits 1 when a
+goal is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import hl7  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+
+from bench.machine import machine, write_result  # noqa: E402
+from monitor.routing import parse_routing  # noqa: E402
+from monitor.schemas import PatientIn  # noqa: E402
+from monitor.services.intake import enroll  # noqa: E402
+from monitor.services.payloads import ingest_payload  # noqa: E402
+from monitor.settings import load_settings  # noqa: E402
+from monitor.sources import load_mapping  # noqa: E402
+from monitor.store.db import make_engine, session_scope, upgrade  # noqa: E402
+
+SETTINGS = load_settings(ROOT / "config" / "monitor.toml")
+PROTOCOLS = SETTINGS.protocols()
+ROUTING = parse_routing(SETTINGS.raw)
+MAPPING = load_mapping()
+START = datetime(2025, 1, 6, 9, tzinfo=UTC)
+NOW = START + timedelta(days=800)
+BATCH = 200
+ANALYTES = (
+    ("alt", "1742-6^ALT^LN", "U/L"),
+    ("ast", "1920-8^AST^LN", "U/L"),
+    ("alp", "6768-6^ALP^LN", "U/L"),
+    ("bilirubin", "1975-2^Bilirubin^LN", "umol/L"),
+)
+GOAL_HL7_RATIO, GOAL_CSV_RATE, GOAL_HISTORY_RATIO = 0.5, 20_000.0, 1.5
+
+
+def quiet() -> None:
+    """Info lines would time the terminal, not the service."""
+    import logging
+
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def mrn(p: int) -> str:
+    return f"B{p:07d}"
+
+
+def draws(messages: int, patients: int) -> Iterator[tuple[int, int, datetime]]:
+    """(message number, patient, draw time): each patient's draws 12 hours apart."""
+    for n in range(messages):
+        p = n % patients
+        yield n, p, START + timedelta(hours=12 * (n // patients) + (p % 600) / 60)
+
+
+def oru(n: int, p: int, at: datetime) -> str:
+    ts = at.strftime("%Y%m%d%H%M%S")
+    segs = [
+        f"MSH|^~\\&|LAB|HOSP|MONITOR|HOSP|{ts}||ORU^R01|M{n}|P|2.5.1",
+        f"PID|1||{mrn(p)}^^^HOSP^MR||DOE^JANE",
+        f"OBR|1||ORD-{n}|24325-3^Hepatic panel^LN|||{ts}",
+    ]
+    for i, (_, code, unit) in enumerate(ANALYTES, 1):
+        segs.append(f"OBX|{i}|NM|{code}||{18 + (n + i) % 5}|{unit}|||||F|||{ts}")
+    return "\r".join(segs) + "\r"
+
+
+def csv_text(messages: int, patients: int) -> str:
+    lines = ["patient_id,id_system,analyte,value,unit,observed_at"]
+    for n, p, at in draws(messages, patients):
+        for i, (analyte, _, unit) in enumerate(ANALYTES, 1):
+            lines.append(f"{mrn(p)},HOSP,{analyte},{18 + (n + i) % 5},{unit},{at.isoformat()}")
+    return "\n".join(lines) + "\n"
+
+
+def fresh(tmp: Path, name: str, patients: int) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp / name}")
+    upgrade(engine)
+    with session_scope(engine) as s:
+        for p in range(patients):
+            model = PatientIn.model_validate(
+                {
+                    "id": f"P-{p}",
+                    "weight_kg": 70,
+                    "start": START.isoformat(),
+                    "tpmt": "normal",
+                    "baseline": {"alt": 20, "ast": 20},
+                    "identifiers": [f"HOSP|{mrn(p)}"],
+                }
+            )
+            enroll(s, model, START, PROTOCOLS, SETTINGS.default_protocol, ROUTING)
+    return engine
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def ingest(engine: Engine, payload: str, fmt: str) -> Any:
+    with session_scope(engine) as s:
+        return ingest_payload(
+            s,
+            payload,
+            fmt,
+            f"file:{fmt}",
+            NOW,
+            PROTOCOLS,
+            ROUTING,
+            MAPPING,
+            source_name="bench",
+            whole=(fmt == "csv"),
+            commit_every=0 if fmt == "csv" else BATCH,
+        )
+
+
+def bare_sqlite(path: Path, rows: list[tuple[str, str, float, str, str]]) -> None:
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE v (patient TEXT, analyte TEXT, value REAL, at TEXT, msg TEXT)")
+    with con:
+        con.executemany("INSERT INTO v VALUES (?, ?, ?, ?, ?)", rows)
+    con.close()
+
+
+def history_cost(tmp: Path, per: int) -> tuple[float, float]:
+    """Seconds per value for `per` messages of a patient with no history, and of one
+    with 500 stored lab values (125 earlier messages)."""
+    engine = fresh(tmp, "history.db", 2)
+    ingest(engine, "".join(oru(n, 1, at) for n, _, at in draws(125, 1)), "hl7")
+    later = list(draws(125 + per, 1))[125:]
+    new_s, _ = timed(
+        lambda: ingest(engine, "".join(oru(90000 + n, 0, at) for n, _, at in later), "hl7")
+    )
+    old_s, _ = timed(lambda: ingest(engine, "".join(oru(n, 1, at) for n, _, at in later), "hl7"))
+    engine.dispose()
+    values = per * len(ANALYTES)
+    return new_s / values, old_s / values
+
+
+def main() -> int:
+    quiet()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=25_000)
+    ap.add_argument("--patients", type=int, default=1_000)
+    args = ap.parse_args()
+    n_values = args.messages * len(ANALYTES)
+    texts = [oru(n, p, at) for n, p, at in draws(args.messages, args.patients)]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        parse_s, _ = timed(lambda: [hl7.parse(t) for t in texts])
+        rows = [
+            (mrn(p), a, 20.0, at.isoformat(), f"M{n}")
+            for n, p, at in draws(args.messages, args.patients)
+            for a, _, _ in ANALYTES
+        ]
+        sqlite_s, _ = timed(lambda: bare_sqlite(tmp / "bare.db", rows))
+        engine = fresh(tmp, "hl7.db", args.patients)
+        hl7_s, out = timed(lambda: ingest(engine, "".join(texts), "hl7"))
+        assert out.stored == args.messages, (out.stored, out.quarantined)
+        engine.dispose()
+        engine = fresh(tmp, "csv.db", args.patients)
+        csv_payload = csv_text(args.messages, args.patients)
+        csv_s, out = timed(lambda: ingest(engine, csv_payload, "csv"))
+        assert out.quarantine_id is None, out.reason
+        engine.dispose()
+        new_v, old_v = history_cost(tmp, 25)
+    rate = {
+        "hl7_parse": n_values / parse_s,
+        "sqlite_executemany": n_values / sqlite_s,
+        "lab_monitor_hl7": n_values / hl7_s,
+        "lab_monitor_csv": n_values / csv_s,
+    }
+    hl7_ratio = rate["lab_monitor_hl7"] / rate["hl7_parse"]
+    history_ratio = old_v / new_v
+    goals = {
+        "hl7 >= 0.5x hl7.parse": hl7_ratio >= GOAL_HL7_RATIO,
+        "csv >= 20,000 values/s": rate["lab_monitor_csv"] >= GOAL_CSV_RATE,
+        "500-event history <= 1.5x new patient": history_ratio <= GOAL_HISTORY_RATIO,
+    }
+    print(f"{n_values:,} values ({args.messages:,} ORU, {args.patients:,} patients)")
+    print(
+        f"  lab-monitor HL7   {rate['lab_monitor_hl7']:>10,.0f} values/s  "
+        f"hl7.parse alone {rate['hl7_parse']:,.0f}/s: {hl7_ratio:.2f}x (goal >= 0.5x)"
+    )
+    print(
+        f"  lab-monitor CSV   {rate['lab_monitor_csv']:>10,.0f} values/s  goal >= 20,000/s; "
+        f"bare sqlite3 executemany {rate['sqlite_executemany']:,.0f}/s: "
+        f"{rate['lab_monitor_csv'] / rate['sqlite_executemany']:.3f}x"
+    )
+    print(
+        f"  per value, 500 stored events {old_v * 1e3:.2f} ms, new patient {new_v * 1e3:.2f} ms: "
+        f"{history_ratio:.2f}x (goal <= 1.5x)"
+    )
+    for goal, met in goals.items():
+        print(f"  {'met   ' if met else 'MISSED'} {goal}")
+    write_result(
+        "ingest",
+        {
+            "messages": args.messages,
+            "patients": args.patients,
+            "values": n_values,
+            "rates_values_per_s": rate,
+            "hl7_ratio": hl7_ratio,
+            "per_value_s": {"new_patient": new_v, "history_500": old_v},
+            "history_ratio": history_ratio,
+            "goals": goals,
+            "machine": machine(),
+        },
+    )
+    return 0 if all(goals.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
