@@ -16,12 +16,17 @@ Bundle type not accepted (history, *-response)               quarantine
 no subject, subject not a Patient, Patient resource invalid  quarantine
 status entered-in-error                                      quarantine
 one resource id twice with different content                 quarantine
-liver Observation invalid, value not a number, no value      dropped
-missing or unknown unit, liver-looking code not mapped       dropped
-status registered/cancelled/unknown, no readable time        dropped
+liver Observation invalid, value not a number, no value      held
+missing or unknown unit, liver-looking code not mapped       held
+status unknown (or not a result status), no readable time    held
+status registered or cancelled                               ignored
 same resource twice with the same content                    note (taken once)
 reference range unusable, several disagreeing ranges         note (no ULN)
 ===========================================================  ==========
+
+A held or ignored value names itself: `Problem.label` is the analyte, or the
+sender's display for a code that is not mapped; `Problem.code` is the coding as
+``system|code``; `Problem.at` is its draw time when that can be read.
 
 Times: effective[x], else the panel that lists the Observation in hasMember,
 else the DiagnosticReport that lists it in result, else `issued`.
@@ -45,6 +50,7 @@ from pydantic import ValidationError
 from monitor.core.units import CANONICAL_UNIT, DISPLAY_NAME, UnitError
 from monitor.sources.mapping import Mapping, default_mapping
 from monitor.sources.model import (
+    Effect,
     Identifier,
     LabMessage,
     Observation,
@@ -58,6 +64,7 @@ from monitor.sources.model import (
 from monitor.sources.values import (
     as_utc,
     date_as_utc,
+    parse_iso_datetime,
     parse_measurement,
     plausible,
     resolve_tz,
@@ -72,6 +79,11 @@ _STATUS: dict[str, Status] = {
     "amended": "corrected",
     "corrected": "corrected",
     "preliminary": "preliminary",
+}
+# Ignored by rule: the lab says there is no result (README, "Every value accounted for").
+_STATUS_IGNORED = {
+    "registered": "the result is not available yet",
+    "cancelled": "the test was cancelled; there is no result",
 }
 _MODELS: dict[str, Any] = {
     "Observation": FhirObservation,
@@ -436,9 +448,15 @@ def _read(entry: _Entry, ctx: _Context, subject: _Subject) -> None:
     obs = entry.model
     where = entry.label
     mapping = ctx.mapping
+    when = _observed_at(entry, ctx)
+    at = when[0] if not isinstance(when, str) else None
+
+    def hold(reason: str, label: str, code: str, effect: Effect = "held") -> None:
+        subject.problems.append(Problem(where, reason, effect, label=label, at=at, code=code))
+
     parent, parent_code, conflict = _analyte(obs.code, mapping)
     if conflict:
-        subject.problems.append(Problem(where, "its codes name different liver tests", "held"))
+        hold("its codes name different liver tests", *_sender_code(obs.code, mapping))
         return
     targets: list[tuple[str, SourceCode, Any]] = []
     components = list(obs.component or [])
@@ -455,59 +473,59 @@ def _read(entry: _Entry, ctx: _Context, subject: _Subject) -> None:
         if analyte and code and not clash and analyte != parent:
             targets.append((analyte, code, comp))
         elif not analyte and _unmapped_liver(comp.code, mapping):
-            subject.problems.append(
-                Problem(
-                    where,
-                    f"component code {_code_label(comp.code)!r} looks like a liver test "
-                    "but is not mapped (add it to config/mapping.toml)",
-                    "held",
-                )
+            hold(
+                f"component code {_code_label(comp.code)!r} looks like a liver test "
+                "but is not mapped (add it to config/mapping.toml)",
+                *_sender_code(comp.code, mapping),
             )
     if not targets:
         if _unmapped_liver(obs.code, mapping):
-            subject.problems.append(
-                Problem(
-                    where,
-                    f"code {_code_label(obs.code)!r} looks like "
-                    "a liver test but is not mapped (add it to "
-                    "config/mapping.toml)",
-                    "held",
-                )
+            hold(
+                f"code {_code_label(obs.code)!r} looks like "
+                "a liver test but is not mapped (add it to "
+                "config/mapping.toml)",
+                *_sender_code(obs.code, mapping),
             )
         return
 
     status_text = str(obs.status or "")
     for analyte, code, holder in targets:
         name = DISPLAY_NAME[analyte]
+        token = _token(code.system, code.code)
         if status_text == "entered-in-error":
-            subject.problems.append(
-                Problem(
-                    where,
-                    f"{name} is marked entered-in-error: the lab "
-                    "withdrew it; a person must check what was taken "
-                    "in before",
-                )
+            hold(
+                f"{name} is marked entered-in-error: the lab "
+                "withdrew it; a person must check what was taken "
+                "in before",
+                analyte,
+                token,
+                "quarantine",
+            )
+            continue
+        if status_text in _STATUS_IGNORED:
+            hold(
+                f"{name} status {status_text!r}: {_STATUS_IGNORED[status_text]}",
+                analyte,
+                token,
+                "ignored",
             )
             continue
         if status_text not in _STATUS:
-            subject.problems.append(
-                Problem(
-                    where,
-                    f"{name} status {status_text!r} carries no "
-                    "result to take (final, amended, corrected, "
-                    "preliminary)",
-                    "held",
-                )
+            hold(
+                f"{name} status {status_text!r} carries no "
+                "result to take (final, amended, corrected, "
+                "preliminary)",
+                analyte,
+                token,
             )
             continue
         read = _value(holder, analyte, mapping)
         if isinstance(read, str):
-            subject.problems.append(Problem(where, read, "held"))
+            hold(read, analyte, token)
             continue
         value, shown, unit_text, comparator, unit_used = read
-        when = _observed_at(entry, ctx)
         if isinstance(when, str):
-            subject.problems.append(Problem(where, f"{name} {when}", "held"))
+            hold(f"{name} {when}", analyte, token)
             continue
         uln, range_text = _uln(obs, analyte, unit_used, mapping, where, subject.problems)
         flag = None
@@ -560,6 +578,42 @@ def _code_label(concept: Any) -> str:
         system, code, display = codings[0]
         return "|".join(p for p in (system, code) if p) + (f" {display}" if display else "")
     return str(concept.text or "") if concept is not None else ""
+
+
+def _token(system: str, code: str) -> str:
+    """The sender's code as ``system|code`` (FHIR token syntax)."""
+    return f"{system}|{code}"
+
+
+def _sender_code(concept: Any, mapping: Mapping) -> tuple[str, str]:
+    """(label, ``system|code``) a held value is known by when its code is not mapped: the
+    coding that reads as a liver test (else the first), named by its display."""
+    codings = _codings(concept)
+    text = str(concept.text or "") if concept is not None else ""
+    if not codings:
+        return text, ""
+    liver = [c for c in codings if mapping.looks_like_liver(c[1], c[2])]
+    system, code, display = (liver or codings)[0]
+    return display or text or code, _token(system, code)
+
+
+def _raw_sender_code(raw: dict[str, Any], mapping: Mapping) -> tuple[str, str]:
+    """(label, ``system|code``) of an Observation that is not valid FHIR, from its JSON."""
+    concept = raw.get("code")
+    if not isinstance(concept, dict):
+        return "", ""
+    text = concept["text"] if isinstance(concept.get("text"), str) else ""
+    first: tuple[str, str] | None = None
+    for coding in _list(concept.get("coding")):
+        if not isinstance(coding, dict):
+            continue
+        system, code = str(coding.get("system") or ""), str(coding.get("code") or "")
+        analyte = mapping.analyte_for(system, code)
+        if analyte:
+            return analyte, _token(system, code)
+        if first is None and code:
+            first = (str(coding.get("display") or "") or text or code, _token(system, code))
+    return first or (text, "")
 
 
 # --- subjects ----------------------------------------------------------------------
@@ -781,11 +835,15 @@ def parse_fhir(
             continue
         if entry.invalid:
             if relevant:
+                label, token = _raw_sender_code(entry.raw, ctx.mapping)
                 subject.problems.append(
                     Problem(
                         entry.label,
                         f"the liver Observation is not valid FHIR R4 ({entry.invalid})",
                         "held",
+                        label=label,
+                        at=_raw_time(entry.raw, ctx.tz),
+                        code=token,
                     )
                 )
             continue
@@ -829,6 +887,22 @@ def _sender(data: dict[str, Any]) -> str:
     meta = data.get("meta")
     source = meta.get("source") if isinstance(meta, dict) else None
     return source if isinstance(source, str) else ""
+
+
+def _raw_time(raw: dict[str, Any], tz: tzinfo) -> datetime | None:
+    """The draw time of an Observation that is not valid FHIR, when its JSON gives one."""
+    period = raw.get("effectivePeriod")
+    for value in (
+        raw.get("effectiveDateTime"),
+        raw.get("effectiveInstant"),
+        period.get("start") if isinstance(period, dict) else None,
+    ):
+        if isinstance(value, str) and len(value) >= 10:
+            try:
+                return parse_iso_datetime(value, tz)
+            except ValueError:
+                return None
+    return None
 
 
 def _timestamp(data: dict[str, Any], tz: tzinfo) -> datetime | None:

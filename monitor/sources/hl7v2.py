@@ -3,7 +3,7 @@
 `parse_message` reads one message into a `LabMessage`. It raises `ParseError`
 only when the text is not an HL7 message at all; everything else (no patient, a
 unit it does not know, a value that is not a number...) becomes a `Problem` whose
-effect says whether the whole message is held or one value is dropped (see
+effect says whether the whole message is held or one value is (see
 `monitor.sources.model`). Only liver results are read: sodium, CBC and the rest
 are ignored, but an unmapped code that looks like a liver test is reported.
 
@@ -15,15 +15,21 @@ problem                                           effect
 not an ORU^R01                                    quarantine
 no PID, several PID, no identifier in PID-3/PID-2 quarantine
 OBX-11 status W (wrong) or D (deleted)            quarantine
-liver value not a number / SN ``=`` / a range     dropped
-missing or unknown unit                           dropped
-liver-looking code not in the mapping             dropped
-OBX-11 empty, X, I, N or unknown                  dropped
-observation time unreadable or absent everywhere  dropped
+liver value not a number / SN ``=`` / a range     held
+missing or unknown unit                           held
+liver-looking code not in the mapping             held
+OBX-11 empty or unknown, U with a value           held
+observation time unreadable or absent everywhere  held
+OBX-11 X, I, N, O, or U with an empty OBX-5       ignored
 same analyte twice in one OBR                     note (the last is kept)
 reference range unreadable                        note (no ULN)
 MSH-11 ``T``/``D``, version not 2.3-2.5.1         note
 ================================================  ===========
+
+A held or ignored value names itself: `Problem.label` is the analyte (``alt``,
+``bilirubin``) or, for a code that is not mapped, the sender's text for it;
+`Problem.code` is the sender's code as ``system|code`` (``L|XAST``); `Problem.at`
+is its draw time when that can be read.
 
 Times: OBX-14, else the date OBX tied by OBX-4 sub-ID (CDC notifications), else
 OBR-7, else OBR-8 (observation end: the only time some analyzers send), else
@@ -45,6 +51,7 @@ import structlog
 from monitor.core.units import CANONICAL_UNIT, DISPLAY_NAME, UnitError
 from monitor.sources.mapping import Mapping, default_mapping
 from monitor.sources.model import (
+    Effect,
     Identifier,
     LabMessage,
     Observation,
@@ -96,7 +103,9 @@ _STATUS_QUARANTINE = {
     "a person must check what was taken in before",
     "D": "the lab deletes this result; a person must check what was taken in before",
 }
-_STATUS_DROPPED = {
+# Ignored by rule: the lab says the line carries no result (README, "Every value
+# accounted for"). U only while OBX-5 is empty: a U with a value is held.
+_STATUS_IGNORED = {
     "X": "the lab could not obtain a result",
     "I": "the result is still pending",
     "N": "the test was not asked for",
@@ -420,6 +429,15 @@ def _mapped(triplets: list[_Triplet], sending_app: str, mapping: Mapping) -> dic
     return found
 
 
+def _named_by(triplets: list[_Triplet], mapping: Mapping) -> _Triplet:
+    """The OBX-3 triplet a held value is known by: the first that reads as a liver test,
+    else the first with a code."""
+    for triplet in triplets:
+        if triplet[0] and mapping.looks_like_liver(triplet[0], triplet[1]):
+            return triplet
+    return next((t for t in triplets if t[0]), triplets[0])
+
+
 def _read_group(
     group: _Group,
     several_obr: bool,
@@ -431,6 +449,8 @@ def _read_group(
 ) -> list[Observation]:
     candidates: list[_Candidate] = []
     companions: dict[str, _Companions] = {}
+    # held before they have an analyte: (OBX, location, reason, the triplet it is known by)
+    unnamed: list[tuple[_Segment, str, str, _Triplet]] = []
     for position, obx in enumerate(group.obx, start=1):
         set_id = obx.comp(1) or str(position)
         location = f"OBR {group.label} OBX {set_id}" if several_obr else f"OBX {set_id}"
@@ -439,14 +459,11 @@ def _read_group(
         codes = [code for code, _, _, _ in triplets if code]
         sub_id = obx.comp(4)
         if len(mapped) > 1:
-            problems.append(
-                Problem(
-                    location,
-                    f"code {obx.raw(3)!r} names two different liver "
-                    "tests in its identifier and alternate identifier",
-                    "held",
-                )
+            reason = (
+                f"code {obx.raw(3)!r} names two different liver "
+                "tests in its identifier and alternate identifier"
             )
+            unnamed.append((obx, location, reason, _named_by(triplets, mapping)))
         elif mapped:
             ((analyte, code),) = mapped.items()
             candidates.append(_Candidate(analyte, set_id, location, obx, code, sub_id))
@@ -465,14 +482,24 @@ def _read_group(
         ):
             continue
         elif mapping.looks_like_liver(*(t for code, text, _, _ in triplets for t in (code, text))):
-            problems.append(
-                Problem(
-                    location,
-                    f"code {obx.raw(3)!r} looks like a liver test "
-                    "but is not mapped (add it to config/mapping.toml)",
-                    "held",
-                )
+            reason = (
+                f"code {obx.raw(3)!r} looks like a liver test "
+                "but is not mapped (add it to config/mapping.toml)"
             )
+            unnamed.append((obx, location, reason, _named_by(triplets, mapping)))
+    for obx, location, reason, (sent_code, sent_text, system, _) in unnamed:
+        label = sent_text or sent_code or obx.raw(3)
+        when, _ = _when(obx, group, msh_time, companions.get(obx.comp(4)), tz, label, location)
+        problems.append(
+            Problem(
+                location,
+                reason,
+                "held",
+                label=label,
+                at=when[0] if not isinstance(when, str) else None,
+                code=_code_token(system, sent_code) if sent_code else "",
+            )
+        )
 
     kept: dict[str, _Candidate] = {}
     seen: dict[str, list[_Candidate]] = {}
@@ -552,6 +579,59 @@ def _shown(number: float, comparator: str | None) -> str:
     return f"{comparator or ''}{number:g}"
 
 
+def _code_token(system: str, code: str) -> str:
+    """The sender's code as ``system|code`` (FHIR token syntax), e.g. ``L|XAST``."""
+    return f"{system}|{code}"
+
+
+def _when(
+    obx: _Segment,
+    group: _Group,
+    msh_time: str,
+    companions: _Companions | None,
+    tz: tzinfo,
+    name: str,
+    location: str,
+) -> tuple[tuple[datetime, TimeSource] | str, list[Problem]]:
+    """The draw time of one OBX and where it came from, or the reason it cannot be read.
+
+    The first source that is not empty decides (an unreadable OBX-14 or OBR time is
+    not replaced by a guess); an unreadable companion date only adds a note. Returns
+    the notes separately so that a held value does not carry them.
+    """
+    notes: list[Problem] = []
+    moment, reason = _time(obx.comp(14), "OBX-14", tz)
+    if reason:
+        return f"{name} {reason}", notes
+    if moment is not None:
+        return (moment, "OBX-14"), notes
+    if companions is not None and companions.date is not None:
+        raw_date, date_loc = companions.date
+        moment, reason = _time(obx.text(raw_date), "test date", tz)
+        if reason:
+            notes.append(
+                Problem(
+                    date_loc, f"{name} {reason}; the OBR or message time is used instead", "note"
+                )
+            )
+        elif moment is not None:
+            return (moment, "OBX-4 group"), notes
+    obr: tuple[tuple[str, TimeSource], ...] = ((group.obr_time, "OBR-7"), (group.obr_end, "OBR-8"))
+    for raw_time, label in obr:
+        moment, reason = _time(raw_time, label, tz)
+        if reason:
+            return f"{name} {reason}", notes
+        if moment is not None:
+            return (moment, label), notes
+    moment, _ = _time(msh_time, "MSH-7", tz)
+    if moment is None:
+        return (
+            f"{name} has no readable time (OBX-14, OBR-7, OBR-8, MSH-7 are empty or unreadable)",
+            notes,
+        )
+    return (moment, "MSH-7"), notes
+
+
 def _observation(
     cand: _Candidate,
     group: _Group,
@@ -564,44 +644,44 @@ def _observation(
     obx = cand.segment
     loc = cand.location
     name = DISPLAY_NAME[cand.analyte]
+    when, time_notes = _when(obx, group, msh_time, companions, tz, name, loc)
+    at = when[0] if not isinstance(when, str) else None
+    token = _code_token(cand.code.system, cand.code.code)
+
+    def hold(reason: str, effect: Effect = "held") -> None:
+        problems.append(Problem(loc, reason, effect, label=cand.analyte, at=at, code=token))
 
     status_code = obx.comp(11).upper()
     if status_code in _STATUS_QUARANTINE:
-        problems.append(
-            Problem(loc, f"{name} status {status_code}: {_STATUS_QUARANTINE[status_code]}")
-        )
+        hold(f"{name} status {status_code}: {_STATUS_QUARANTINE[status_code]}", "quarantine")
         return None
     if status_code not in _STATUS:
-        if not status_code:
-            why = f"{name} has no result status (OBX-11 is empty); it is not taken"
-        elif status_code in _STATUS_DROPPED:
-            why = f"{name} status {status_code}: {_STATUS_DROPPED[status_code]}"
+        has_value = any(r.strip() for r in obx.reps(5))
+        if status_code in _STATUS_IGNORED and not (status_code == "U" and has_value):
+            hold(f"{name} status {status_code}: {_STATUS_IGNORED[status_code]}", "ignored")
+        elif status_code == "U":
+            hold(f"{name} status U (final without a value) carries a value; it is not judged")
+        elif not status_code:
+            hold(f"{name} has no result status (OBX-11 is empty); it is not taken")
         else:
-            why = f"{name} status {status_code!r} is not one that is taken (F, C, P)"
-        problems.append(Problem(loc, why, "held"))
+            hold(f"{name} status {status_code!r} is not one that is taken (F, C, P)")
         return None
 
     read = _value(cand)
     if isinstance(read, str):
-        problems.append(Problem(loc, read, "held"))
+        hold(read)
         return None
     number, comparator, shown = read
 
     unit_text = obx.comp(6, 1) or obx.comp(6, 2)
     unit_raw = obx.text(obx.raw(6)).strip()
     if not unit_text:
-        problems.append(
-            Problem(
-                loc,
-                f"{name} value {_shown(number, comparator)} has no unit; a unit is never guessed",
-                "held",
-            )
-        )
+        hold(f"{name} value {_shown(number, comparator)} has no unit; a unit is never guessed")
         return None
     try:
         value = mapping.to_canonical(cand.analyte, number, unit_text)
     except UnitError:
-        problems.append(Problem(loc, f"unknown unit {unit_text!r} for {name}", "held"))
+        hold(f"unknown unit {unit_text!r} for {name}")
         return None
 
     range_text = obx.text(obx.raw(7)).strip()
@@ -620,49 +700,11 @@ def _observation(
     elif not range_text and companions is not None and companions.uln is not None:
         uln = _companion_uln(cand, companions.uln, unit_text, mapping, problems)
 
-    observed_at: datetime | None = None
-    time_source: TimeSource | None = None
-    moment, reason = _time(obx.comp(14), "OBX-14", tz)
-    if reason:
-        problems.append(Problem(loc, f"{name} {reason}", "held"))
+    problems.extend(time_notes)
+    if isinstance(when, str):
+        hold(when)
         return None
-    if moment is not None:
-        observed_at, time_source = moment, "OBX-14"
-    if observed_at is None and companions is not None and companions.date is not None:
-        raw_date, date_loc = companions.date
-        moment, reason = _time(obx.text(raw_date), "test date", tz)
-        if reason:
-            problems.append(
-                Problem(
-                    date_loc, f"{name} {reason}; the OBR or message time is used instead", "note"
-                )
-            )
-        elif moment is not None:
-            observed_at, time_source = moment, "OBX-4 group"
-    for raw_time, label in ((group.obr_time, "OBR-7"), (group.obr_end, "OBR-8")):
-        if observed_at is not None:
-            break
-        moment, reason = _time(raw_time, label, tz)
-        if reason:
-            problems.append(Problem(loc, f"{name} {reason}", "held"))
-            return None
-        if moment is not None:
-            observed_at = moment
-            time_source = "OBR-7" if label == "OBR-7" else "OBR-8"
-    if observed_at is None:
-        moment, _ = _time(msh_time, "MSH-7", tz)
-        if moment is None:
-            problems.append(
-                Problem(
-                    loc,
-                    f"{name} has no readable time (OBX-14, OBR-7, "
-                    "OBR-8, MSH-7 are empty or unreadable)",
-                    "held",
-                )
-            )
-            return None
-        observed_at, time_source = moment, "MSH-7"
-    assert time_source is not None
+    observed_at, time_source = when
 
     flag = obx.comp(8)
     return Observation(
