@@ -48,6 +48,12 @@ from fhir.resources.R4B.patient import Patient
 from pydantic import ValidationError
 
 from monitor.core.units import CANONICAL_UNIT, DISPLAY_NAME, UnitError
+from monitor.sources.limits import (
+    DEFAULT_LIMITS,
+    ParseLimits,
+    check_fhir_size,
+    check_json_depth,
+)
 from monitor.sources.mapping import Mapping, default_mapping
 from monitor.sources.model import (
     Effect,
@@ -767,18 +773,27 @@ def parse_fhir(
     *,
     mapping: Mapping | None = None,
     assume_tz: str = "UTC",
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> list[LabMessage]:
-    """One LabMessage per patient found in an Observation or Bundle (any nesting)."""
+    """One LabMessage per patient found in an Observation or Bundle (any nesting).
+
+    A payload over `limits` (size before it is read as JSON, nesting after) raises
+    `ParseError`."""
     ctx = _Context(mapping or default_mapping(), resolve_tz(assume_tz))
     if isinstance(payload, dict):
         data: Any = payload
+        check_json_depth(data, limits)
         digest_source = json.dumps(payload, sort_keys=True, default=str).encode("utf-8")
     else:
-        digest_source = payload.encode("utf-8") if isinstance(payload, str) else payload
+        check_fhir_size(payload, limits)
+        digest_source = (
+            payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
+        )
         try:
             data = json.loads(payload)
         except (ValueError, RecursionError) as exc:
             raise ParseError(f"not JSON ({type(exc).__name__})") from exc
+        check_json_depth(data, limits)
     if not isinstance(data, dict) or data.get("resourceType") not in ("Bundle", "Observation"):
         kind = data.get("resourceType") if isinstance(data, dict) else type(data).__name__
         raise ParseError(f"not a FHIR Bundle or Observation (found {kind!r})")

@@ -49,6 +49,7 @@ import hl7
 import structlog
 
 from monitor.core.units import CANONICAL_UNIT, DISPLAY_NAME, UnitError
+from monitor.sources.limits import DEFAULT_LIMITS, ParseLimits, check_hl7
 from monitor.sources.mapping import Mapping, default_mapping
 from monitor.sources.model import (
     Effect,
@@ -295,12 +296,19 @@ def _time(raw: str, label: str, tz: tzinfo) -> tuple[datetime | None, str | None
 
 
 def parse_message(
-    text: str, *, mapping: Mapping | None = None, assume_tz: str = "UTC"
+    text: str,
+    *,
+    mapping: Mapping | None = None,
+    assume_tz: str = "UTC",
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> LabMessage:
-    """Read one ORU^R01 message; raise `ParseError` only when it is not HL7 at all."""
+    """Read one ORU^R01 message; raise `ParseError` only when it is not HL7 at all, or
+    when it is over one of `limits` (checked before the HL7 library sees it)."""
     mapping = mapping or default_mapping()
     tz = resolve_tz(assume_tz)
-    norm = normalize(text)
+    lines = _lines(text)
+    check_hl7(lines, limits)
+    norm = "".join(line + "\r" for line in lines)
     segments = _read(norm)
     msh = segments[0]
     problems: list[Problem] = []
@@ -762,13 +770,18 @@ def _companion_uln(
 
 
 def parse_batch(
-    text: str, *, mapping: Mapping | None = None, assume_tz: str = "UTC"
+    text: str,
+    *,
+    mapping: Mapping | None = None,
+    assume_tz: str = "UTC",
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> list[LabMessage]:
-    """Every message of a file; a message that is not HL7 comes back quarantined."""
+    """Every message of a file; a message that is not HL7, or is over one of `limits`,
+    comes back quarantined (on its own: the others of the batch are read)."""
     out: list[LabMessage] = []
     for index, chunk in enumerate(split_batch(text), start=1):
         try:
-            out.append(parse_message(chunk, mapping=mapping, assume_tz=assume_tz))
+            out.append(parse_message(chunk, mapping=mapping, assume_tz=assume_tz, limits=limits))
         except ParseError as exc:
             digest = hashlib.sha256(chunk.encode("utf-8", "replace")).hexdigest()[:16]
             out.append(
