@@ -179,6 +179,17 @@ class SourcesTable(Table):
     fhir_poll: FhirPollTable | None = None
 
 
+class IngestTable(Table):
+    """Parse-time bounds (`monitor.sources.limits.ParseLimits`; the defaults are its)."""
+
+    max_bytes: Count = 4 * 1024 * 1024
+    max_segments: Count = 2_000
+    max_separators_per_segment: Count = 10_000
+    max_separators_per_message: Count = 50_000
+    fhir_max_bytes: Count = 10 * 1024 * 1024
+    fhir_max_depth: Count = 64
+
+
 class ConfigFile(Table):
     """The whole of monitor.toml."""
 
@@ -194,3 +205,4 @@ class ConfigFile(Table):
     daemon: DaemonTable = DaemonTable()
     web: WebTable = WebTable()
     sources: SourcesTable = SourcesTable()
+    ingest: IngestTable = IngestTable()

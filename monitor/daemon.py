@@ -46,7 +46,7 @@ from monitor.services.payloads import PayloadResult, parse_payload, store_parsed
 from monitor.services.sweep import ESCALATION_BATCH, due_batches, single_runner
 from monitor.services.writer import GroupWriter
 from monitor.settings import Settings, SettingsError, state_dir
-from monitor.sources import load_mapping
+from monitor.sources import ParseLimits, load_mapping
 from monitor.startup import (
     StartupError,
     check_database,
@@ -133,6 +133,7 @@ class Service(HostBasics):
         self._dispatch_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.mapping = load_mapping(config.settings.mapping_path)
+        self.parse_limits = ParseLimits.from_config(config.settings.raw)  # [ingest]
         self.sources: list[Any] = []
         self._closing: set[asyncio.Task[None]] = set()
         # `monitor run --host/--port/--mllp-port`, over the config's addresses.
@@ -278,6 +279,7 @@ class Service(HostBasics):
             if self.require_person:
                 require_a_person(new.routing, console_only_intended(new.settings))
             mapping = load_mapping(new.settings.mapping_path)
+            parse_limits = ParseLimits.from_config(new.settings.raw)
         except (SettingsError, ValueError) as exc:
             log.error("config.reload_refused", reason=str(exc))
             self.sd.ready(status="reload refused; running on the previous config")
@@ -285,6 +287,7 @@ class Service(HostBasics):
         old = self.config.notifiers
         self.config = new
         self.mapping = mapping
+        self.parse_limits = parse_limits
         self.dispatcher.routing = new.routing
         self.dispatcher.notifiers = new.notifiers
         self.dispatcher.limits = new.concurrency
@@ -552,7 +555,9 @@ class Service(HostBasics):
     ) -> PayloadResult:
         """Parse here (on the caller's thread), store through the one writer; committed
         before this returns, so a source may acknowledge. Call from a worker thread."""
-        parsed = parse_payload(payload, fmt, self.mapping, source_name or source, assume_tz)
+        parsed = parse_payload(
+            payload, fmt, self.mapping, source_name or source, assume_tz, self.parse_limits
+        )
         protocols, routing = self.config.protocols, self.config.routing
 
         def store(session: Session) -> PayloadResult:

@@ -18,6 +18,7 @@ from monitor.core.protocol import Protocol
 from monitor.routing import Routing
 from monitor.services.inbound import storable
 from monitor.services.ingest import IngestResult, ingest_message, quarantine
+from monitor.sources.limits import ParseLimits
 from monitor.sources.model import LabMessage, ParseError
 from monitor.store.models import AlertRow
 
@@ -79,9 +80,11 @@ def parse_payload(
     mapping: Any = None,
     source_name: str = "payload",
     assume_tz: str = "UTC",
+    limits: ParseLimits | None = None,
 ) -> Parsed:
-    """Read a payload; a payload that is not readable at all comes back with `error`."""
-    from monitor.sources import parse
+    """Read a payload; a payload that is not readable at all (or over `limits`, the
+    parse-time bounds) comes back with `error`."""
+    from monitor.sources import DEFAULT_LIMITS, parse
 
     if isinstance(payload, str):
         payload = storable(payload)  # a lone surrogate cannot reach a parser or the store
@@ -93,6 +96,7 @@ def parse_payload(
             mapping=mapping,
             source_name=source_name,
             assume_tz=assume_tz,
+            limits=limits or DEFAULT_LIMITS,
         )
     except ParseError as exc:
         return Parsed(fmt, text, source_name, assume_tz, error=exc)

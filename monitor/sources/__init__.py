@@ -9,12 +9,14 @@ all raises `ParseError`, which the caller quarantines whole.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
 from monitor.sources.csv_file import parse_csv
 from monitor.sources.fhir import parse_fhir
 from monitor.sources.hl7v2 import parse_batch
+from monitor.sources.limits import DEFAULT_LIMITS, ParseLimits
 from monitor.sources.mapping import Mapping, MappingError, default_mapping, load_mapping
 from monitor.sources.model import (
     Identifier,
@@ -25,6 +27,26 @@ from monitor.sources.model import (
     Problem,
     SourceCode,
 )
+
+
+# The `hl7` library logs raw field values (a whole field on a bad escape, a segment
+# before MSH) at WARNING and ERROR, under loggers named by its files' paths. No message
+# content may reach a log: those loggers are switched off, and any under "hl7" too.
+def _silence_hl7() -> None:
+    import hl7.containers
+    import hl7.util
+
+    names = ["hl7", hl7.util.__file__, hl7.containers.__file__]
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.CRITICAL + 1)
+        logger.propagate = False
+        logger.disabled = True
+        if not logger.handlers:
+            logger.addHandler(logging.NullHandler())
+
+
+_silence_hl7()
 
 Format = Literal["hl7", "fhir", "csv"]
 FORMATS: tuple[str, ...] = ("hl7", "fhir", "csv")
@@ -39,6 +61,7 @@ _EXTENSIONS: dict[str, Format] = {
 }
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "FORMATS",
     "Format",
     "Identifier",
@@ -47,6 +70,7 @@ __all__ = [
     "MappingError",
     "Observation",
     "ParseError",
+    "ParseLimits",
     "PatientRef",
     "Problem",
     "SourceCode",
@@ -77,22 +101,23 @@ def parse(
     mapping: Mapping | None = None,
     assume_tz: str = "UTC",
     source_name: str = "payload",
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> list[LabMessage]:
     """Parse a payload in `format`; every message comes back, usable or not.
 
-    HL7: every message of a batch or file (one that is not HL7 comes back
-    quarantined). FHIR: one message per patient. CSV: one message per patient,
-    or `ParseError` listing every bad cell. `assume_tz` is the timezone of times
-    sent without an offset.
+    HL7: every message of a batch or file (one that is not HL7, or over `limits`,
+    comes back quarantined). FHIR: one message per patient, or `ParseError` when the
+    payload is over `limits`. CSV: one message per patient, or `ParseError` listing
+    every bad cell. `assume_tz` is the timezone of times sent without an offset.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r} (one of {', '.join(FORMATS)})")
     if format == "fhir":
-        return parse_fhir(payload, mapping=mapping, assume_tz=assume_tz)
+        return parse_fhir(payload, mapping=mapping, assume_tz=assume_tz, limits=limits)
     text = _text(payload, format)
     if format == "csv":
         return parse_csv(text, source_name=source_name, mapping=mapping, assume_tz=assume_tz)
-    messages = parse_batch(text, mapping=mapping, assume_tz=assume_tz)
+    messages = parse_batch(text, mapping=mapping, assume_tz=assume_tz, limits=limits)
     if not messages:
         raise ParseError("no HL7 message in the payload")
     return messages

@@ -114,11 +114,77 @@ def test_statuses_taken(status: str, expected: str) -> None:
     assert msg.observations[0].status == expected
 
 
-def test_entered_in_error_quarantines_and_registered_is_dropped() -> None:
+def test_entered_in_error_quarantines_and_registered_is_ignored_by_rule() -> None:
     (msg,) = parse_fhir(bundle(observation(status="entered-in-error"), observation("1920-8", 30)))
     assert not msg.usable and "entered-in-error" in (msg.quarantine_reason or "")
     (msg,) = parse_fhir(bundle(observation(status="registered"), observation("1920-8", 30)))
-    assert msg.usable and msg.problems[0].effect == "held"
+    assert msg.usable and msg.problems[0].effect == "ignored"
+
+
+DRAWN = datetime(2024, 3, 1, 7, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("status", ["registered", "cancelled"])
+def test_a_result_the_lab_says_is_not_there_is_ignored_and_named(status: str) -> None:
+    (msg,) = parse_fhir(bundle(observation(status=status), observation("1920-8", 30)))
+    (problem,) = msg.problems
+    assert (problem.effect, problem.label, problem.code) == ("ignored", "alt", f"{LOINC}|1742-6")
+    assert problem.at == DRAWN
+    assert [o.analyte for o in msg.observations] == ["ast"]
+
+
+@pytest.mark.parametrize("status", ["unknown", "partial"])
+def test_a_status_that_carries_no_result_to_take_is_held(status: str) -> None:
+    (msg,) = parse_fhir(bundle(observation(status=status), observation("1920-8", 30)))
+    assert [(p.effect, p.label) for p in msg.problems] == [("held", "alt")]
+
+
+def test_a_held_value_names_its_analyte_code_and_draw_time() -> None:
+    (msg,) = parse_fhir(bundle(observation("1975-2", 12, None), observation("1920-8", 30)))
+    (problem,) = msg.held
+    assert (problem.label, problem.code, problem.at) == ("bilirubin", f"{LOINC}|1975-2", DRAWN)
+
+
+def _local(code: str, display: str) -> dict[str, Any]:
+    obs = observation()
+    obs["id"] = f"local-{code}"
+    obs["code"] = {"coding": [{"system": "urn:lab:local", "code": code, "display": display}]}
+    return obs
+
+
+def test_an_unmapped_liver_code_is_held_under_the_senders_code() -> None:
+    local = _local("XAST", "AST local")
+    (msg,) = parse_fhir(bundle(local, observation("1920-8", 30)))
+    (problem,) = msg.held
+    assert (problem.label, problem.code, problem.at) == ("AST local", "urn:lab:local|XAST", DRAWN)
+
+
+def test_an_invalid_liver_observation_is_held_under_its_code() -> None:
+    broken = observation("1975-2", 12, "umol/L", status="not-a-status")
+    (msg,) = parse_fhir(bundle(broken, observation("1920-8", 30)))
+    (problem,) = msg.held
+    assert (problem.label, problem.code, problem.at) == ("bilirubin", f"{LOINC}|1975-2", DRAWN)
+
+
+@pytest.mark.parametrize(
+    ("display", "held"),
+    [
+        ("Alanine aminotransferase", True),
+        ("Gamma GT", True),
+        ("Total bilirubin", True),
+        ("Transaminase", True),
+        ("Sodium", False),
+        ("Haemoglobin", False),
+        ("Direct bilirubin", False),
+    ],
+)
+def test_unmapped_codes_are_held_only_when_they_read_as_a_liver_test(
+    display: str, held: bool
+) -> None:
+    local = _local("Z1", display)
+    (msg,) = parse_fhir(bundle(local, observation("1920-8", 30)))
+    assert [p.effect for p in msg.problems] == (["held"] if held else [])
+    assert [o.analyte for o in msg.observations] == ["ast"]
 
 
 def test_missing_unit_and_unknown_unit_are_dropped() -> None:

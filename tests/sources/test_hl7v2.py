@@ -216,13 +216,80 @@ def test_result_status(code: str, status: str) -> None:
     assert msg.observations[0].status == status
 
 
-def test_withdrawn_result_quarantines_and_missing_result_is_dropped() -> None:
+def test_withdrawn_result_quarantines_and_missing_result_is_ignored_by_rule() -> None:
     wrong = parse_message(oru("OBX|1|NM|1742-6^ALT^LN||30|U/L|||||W", AST))
     assert not wrong.usable and "status W" in (wrong.quarantine_reason or "")
     pending = parse_message(oru("OBX|1|NM|1742-6^ALT^LN||30|U/L|||||X", AST))
-    assert pending.usable and pending.problems[0].effect == "held"
+    assert pending.usable and pending.problems[0].effect == "ignored"
     blank = parse_message(oru("OBX|1|NM|1742-6^ALT^LN||30|U/L|||||", AST))
     assert "OBX-11 is empty" in blank.problems[0].reason
+    assert blank.problems[0].effect == "held"
+
+
+DRAWN = datetime(2024, 3, 1, 8, 45, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("status", ["X", "I", "N", "O"])
+def test_a_line_the_lab_says_has_no_result_is_ignored_and_named(status: str) -> None:
+    msg = parse_message(oru(f"OBX|1|NM|1742-6^ALT^LN||30|U/L|||||{status}|||20240301084500", AST))
+    (problem,) = msg.problems
+    assert (problem.effect, problem.label, problem.code) == ("ignored", "alt", "LN|1742-6")
+    assert problem.at == DRAWN
+    assert [o.analyte for o in msg.observations] == ["ast"]
+
+
+def test_status_u_is_ignored_only_without_a_value() -> None:
+    empty = parse_message(oru("OBX|1|NM|1742-6^ALT^LN|||U/L|||||U", AST))
+    assert [p.effect for p in empty.problems] == ["ignored"]
+    valued = parse_message(oru("OBX|1|NM|1742-6^ALT^LN||30|U/L|||||U", AST))
+    assert [p.effect for p in valued.problems] == ["held"]
+    assert valued.problems[0].label == "alt"
+
+
+def test_a_held_value_names_its_analyte_code_and_draw_time() -> None:
+    msg = parse_message(oru("OBX|1|NM|1975-2^Bilirubin^LN||12||||||F|||20240301084500", AST))
+    (problem,) = msg.held
+    assert (problem.label, problem.code, problem.at) == ("bilirubin", "LN|1975-2", DRAWN)
+    untimed = parse_message(oru("OBX|1|NM|1742-6^ALT^LN||30|U/L|||||F|||2024", AST))
+    (problem,) = untimed.held
+    assert (problem.label, problem.at) == ("alt", None)  # the time is what cannot be read
+
+
+def test_an_unmapped_liver_code_is_held_under_the_senders_code() -> None:
+    local = "OBX|1|NM|XAST^AST local^L||35|U/L|||||F|||20240301084500"
+    msg = parse_message(oru(local, AST))
+    (problem,) = msg.held
+    assert (problem.label, problem.code, problem.at) == ("AST local", "L|XAST", DRAWN)
+    # no time of its own: the OBR time is its draw
+    obr_time = parse_message(oru("OBX|1|NM|YGGT^Gamma GT^L||35|U/L|||||F", AST))
+    assert obr_time.held[0].at == datetime(2024, 3, 1, 8, 30, tzinfo=UTC)
+    assert obr_time.held[0].code == "L|YGGT"
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["SGPT^^99LOC", "TBIL^Total bili^L", "ZZ1^Alkaline phosphatase^L", "ZZ2^Transaminase^L"],
+)
+def test_liver_looking_local_codes_are_held(code: str) -> None:
+    msg = parse_message(oru(f"OBX|1|NM|{code}||35|U/L|||||F", AST))
+    assert [p.effect for p in msg.problems] == ["held"]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ZNA^Sodium^L",
+        "ZHB^Haemoglobin^L",
+        "ZCR^Creatinine^L",
+        "ZDB^Direct bilirubin^L",
+        "ZUB^Urine bilirubin^L",
+        "ZRA^AST/ALT ratio^L",
+    ],
+)
+def test_clearly_non_liver_codes_are_skipped(code: str) -> None:
+    msg = parse_message(oru(f"OBX|1|NM|{code}||35|U/L|||||F", AST))
+    assert msg.problems == ()
+    assert [o.analyte for o in msg.observations] == ["ast"]
 
 
 def test_observation_time_sources_and_timezones() -> None:
