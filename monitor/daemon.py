@@ -44,6 +44,7 @@ from monitor.services.instances import DEFAULT_LEASE_SECONDS, Heartbeat, new_ins
 from monitor.services.jobs import STATS
 from monitor.services.payloads import PayloadResult, parse_payload, store_parsed
 from monitor.services.sweep import ESCALATION_BATCH, due_batches, single_runner
+from monitor.services.watch_jobs import WatchJobs
 from monitor.services.writer import GroupWriter
 from monitor.settings import Settings, SettingsError, state_dir
 from monitor.sources import load_mapping
@@ -139,6 +140,7 @@ class Service(HostBasics):
         self.listen: dict[str, Any] = {}
         # Outside --demo: a config that pages nobody for a critical alert is refused.
         self.require_person = False
+        self.watch = WatchJobs(self)  # heartbeat URL, silent feeds, delivery audit, summary
 
     # --- the work (each callable with a pinned clock in tests) ---------------------
 
@@ -147,7 +149,9 @@ class Service(HostBasics):
         with single_runner(self.engine, "sweep") as mine:
             if not mine:
                 return []  # another instance is sweeping the same database now
-            return self._sweep()
+            raised = self._sweep()
+        self.watch.heartbeat_ping()  # the dead man's switch: only after a sweep finished
+        return raised
 
     def _sweep(self) -> list[AlertRow]:
         now = self.clock.now()
@@ -387,9 +391,10 @@ class Service(HostBasics):
             id="heartbeat",
             max_instances=1,
         )
+        self.watch.schedule(sched, now)
         interval = self.sd.watchdog_interval()
-        if interval:
-            sched.add_job(self.sd.watchdog, "interval", seconds=interval, id="watchdog")
+        if interval:  # fed only while sweeps keep finishing
+            sched.add_job(self.watch.watchdog, "interval", seconds=interval, id="watchdog")
         sched.start()
         self.scheduler = sched
         return sched
