@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from monitor import install_cli
+from monitor import doctor, install_cli
 from monitor.clock import Clock, SystemClock
 from monitor.core.clinical import grades
 from monitor.core.protocol import Protocol, ProtocolError, load_protocol
@@ -64,6 +64,7 @@ app.add_typer(silence_app, name="silence")
 app.add_typer(web_cli.users_app, name="users")
 app.command("audit")(web_cli.audit_cmd)
 app.command("web")(web_cli.web_cmd)
+app.command("doctor")(doctor.doctor_cmd)
 quarantine_app = typer.Typer(
     help="Input that could not be used, waiting for a person.", no_args_is_help=True
 )
@@ -149,8 +150,8 @@ def main_options(
     ] = False,
 ) -> None:
     configure_logging()
-    if ctx.invoked_subcommand == "check-config":
-        # check-config loads the file itself, to report every problem, not the first.
+    if ctx.invoked_subcommand in ("check-config", "doctor"):
+        # These load the file themselves, to report every problem, not the first.
         ctx.obj = config
         return
     ctx.obj = Ctx(settings=load_settings(config), clock=SystemClock())

@@ -44,9 +44,7 @@ def daily_summary(
     since = now - timedelta(hours=24)
     raised = list(
         session.exec(
-            select(AlertRow).where(
-                col(AlertRow.raised_at) >= since, col(AlertRow.rule) != RULE
-            )
+            select(AlertRow).where(col(AlertRow.raised_at) >= since, col(AlertRow.rule) != RULE)
         )
     )
     acked = [a for a in raised if a.acknowledged_at is not None]

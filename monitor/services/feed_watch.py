@@ -183,8 +183,7 @@ def silent_feeds(
             else "no message since the monitor started watching"
         )
         hours = (
-            f" within its working hours ({rule.hours[0]:%H:%M}-{rule.hours[1]:%H:%M} "
-            f"{rule.tz.key})"
+            f" within its working hours ({rule.hours[0]:%H:%M}-{rule.hours[1]:%H:%M} {rule.tz.key})"
             if rule.hours
             else ""
         )
