@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -149,8 +150,9 @@ class Service(HostBasics):
         with single_runner(self.engine, "sweep") as mine:
             if not mine:
                 return []  # another instance is sweeping the same database now
+            began = time.monotonic()
             raised = self._sweep()
-        self.watch.heartbeat_ping()  # the dead man's switch: only after a sweep finished
+        self.watch.sweep_finished(time.monotonic() - began)  # metrics; the dead man's switch
         return raised
 
     def _sweep(self) -> list[AlertRow]:

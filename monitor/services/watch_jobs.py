@@ -44,6 +44,16 @@ class WatchJobs:
         self.pings_sent = 0
         self.pings_failed = 0
         self.watchdog_withheld = 0
+        self.sweeps = 0
+        self.last_sweep_s: float | None = None  # how long the last finished sweep took
+        self.last_sweep_ok: datetime | None = None
+
+    def sweep_finished(self, seconds: float) -> None:
+        """A sweep ran to its end: count it, then ping the dead man's switch."""
+        self.sweeps += 1
+        self.last_sweep_s = seconds
+        self.last_sweep_ok = self.service.clock.now()
+        self.heartbeat_ping()
 
     def _raw(self) -> dict[str, Any]:
         raw: dict[str, Any] = self.service.config.settings.raw

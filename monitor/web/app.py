@@ -96,6 +96,15 @@ def create_app(host: Host, web: WebSettings | None = None) -> FastAPI:
             {"ready": not reasons, "reasons": reasons}, status_code=503 if reasons else 200
         )
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus text format; counts only, no patient data (monitor/services/metrics.py)."""
+        from monitor.services.metrics import CONTENT_TYPE, render
+
+        with session_scope(host.engine) as session:
+            body = render(session, host.now(), host)
+        return Response(body, media_type=CONTENT_TYPE)
+
     for module in (login, alert_pages, patient_pages, ops_pages, admin_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

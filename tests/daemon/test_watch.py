@@ -242,3 +242,53 @@ def test_the_daily_summary_goes_once_a_day(watched: Watched) -> None:
     assert summary.rule == "system.daily_summary" and summary.severity == "info"
     assert "critical" in summary.message and "Open critical alerts: 1" in summary.message
     assert w.service.watch.summary() == []
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    head = f"{name}{{{want}}}" if want else name
+    for line in text.splitlines():
+        if line.startswith(head + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_metrics_move_as_a_scripted_run_expects(watched: Watched) -> None:
+    w = watched
+    transport = httpx.ASGITransport(app=create_app(w.service))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        before = (await client.get("/metrics")).text
+        assert _sample(before, "labmonitor_sweeps_total") == 0
+        enrol(w, "P-1")  # type: ignore[arg-type]
+        lab(w, "P-1", alt=600, ast=30)  # type: ignore[arg-type]
+        message(w, 1)
+        w.service.sweep()
+        r = await client.get("/metrics")
+        assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+        text = r.text
+        assert _sample(text, "labmonitor_sweeps_total") == 1
+        assert _sample(text, "labmonitor_heartbeat_pings_total", result="ok") == 1
+        assert (
+            _sample(
+                text,
+                "labmonitor_alerts",
+                rule="stop.transaminase",
+                severity="critical",
+                state="open",
+            )
+            == 1
+        )
+        assert _sample(text, "labmonitor_outbox_due") >= 1
+        assert _sample(text, "labmonitor_messages", source="mllp", outcome="stored") == 1
+        assert (
+            _sample(text, "labmonitor_source_last_message_timestamp_seconds", source="mllp")
+            == START.timestamp()
+        )
+        w.clock.advance(timedelta(minutes=2))
+        await w.service.dispatch()
+        text = (await client.get("/metrics")).text
+        assert (
+            _sample(text, "labmonitor_delivery_attempts", channel="sms", outcome="delivered") == 1
+        )
+        assert _sample(text, "labmonitor_outbox_due") == 0
+        assert "P-1" not in text  # counts only
