@@ -117,6 +117,9 @@ class DaemonTable(Table):
     # True says a console-only config (no SMS, email or webhook for critical alerts)
     # is intended; without it `monitor run` refuses such a config outside --demo.
     console_only: bool = False
+    # `monitor doctor`'s channel checks (SMTP login, Twilio account fetch) at start:
+    # credentials a server refuses stop the start; an unreachable server is logged.
+    check_channels_at_start: bool = False
     # Readiness: the last sweep must be younger than this (default 3 sweeps + 60 s),
     # and no delivery may wait longer than outbox_stuck_s.
     ready_sweep_age_s: Positive | None = None

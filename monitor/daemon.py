@@ -633,6 +633,10 @@ def run_daemon(
     config = load_config(config_path, secrets)
     if not demo:
         require_a_person(config.routing, console_only or console_only_intended(config.settings))
+        if config.settings.raw.get("daemon", {}).get("check_channels_at_start"):
+            from monitor.doctor import check_channels_at_start
+
+            check_channels_at_start(config_path, secrets)
     try:
         engine = make_engine(config.settings.database_url)
     except OSError as exc:

@@ -32,6 +32,7 @@ class Finding:
     level: Level
     what: str
     text: str
+    refused: bool = False  # the server answered and said no (credentials, account)
 
     def __str__(self) -> str:
         return f"{self.level.upper():4} {self.what}: {self.text}"
@@ -71,6 +72,7 @@ async def probe_smtp(name: str, notifier: Any) -> Finding:
                     what,
                     f"the SMTP server {where} refused the login of {notifier.username!r} "
                     f"({exc.code} {exc.message.strip()}): check the smtp_password secret",
+                    refused=True,
                 )
         return Finding(
             "ok",
@@ -101,14 +103,17 @@ async def probe_twilio(name: str, notifier: Any) -> Finding:
             why = f"no account {notifier.account_sid}: check account_sid"
         else:
             why = f"HTTP {exc.status} ({exc.msg})"
-        return Finding("fail", what, f"Twilio at {notifier.api_base_url}: {why}")
+        refused = exc.status in (401, 403, 404)
+        return Finding("fail", what, f"Twilio at {notifier.api_base_url}: {why}", refused)
     except (TwilioException, OSError, Exception) as exc:  # transport errors come as httpx's
         return Finding(
             "fail", what, f"cannot reach Twilio at {notifier.api_base_url} ({_one_line(exc)})"
         )
     status = getattr(account, "status", None)
     if status not in (None, "active"):
-        return Finding("fail", what, f"Twilio account {notifier.account_sid} is {status}")
+        return Finding(
+            "fail", what, f"Twilio account {notifier.account_sid} is {status}", refused=True
+        )
     return Finding("ok", what, f"Twilio account {notifier.account_sid} is active")
 
 
@@ -131,6 +136,25 @@ async def probe_channels(notifiers: dict[str, Notifier]) -> list[Finding]:
         else:
             out.append(Finding("ok", f"channel {name}", f"{kind}: settings and secret present"))
     return out
+
+
+def check_channels_at_start(path: str | Path | None, secrets: Any) -> None:
+    """`[daemon] check_channels_at_start`: refuse the start (StartupError, one line) when a
+    channel's server refuses its credentials; log an unreachable one and go on (the
+    dispatcher retries, and the auditor raises a gap if nothing gets out)."""
+    import structlog
+
+    from monitor.startup import StartupError
+
+    log = structlog.get_logger(__name__)
+    checked = check(path, secrets)  # fresh notifiers: the service starts its own
+    findings = asyncio.run(probe_channels(checked.notifiers))
+    refused = [f for f in findings if f.refused]
+    for f in findings:
+        if f.level == "fail" and not f.refused:
+            log.error("startup.channel_unreachable", channel=f.what, reason=f.text)
+    if refused:
+        raise StartupError("; ".join(f"{f.what}: {f.text}" for f in refused))
 
 
 def check_database(url: str) -> list[Finding]:

@@ -92,3 +92,29 @@ def test_doctor_says_the_config_is_wrong_before_trying_anything(
     out = capsys.readouterr()
     assert exc.value.code == 2
     assert "FAIL config" in out.out and "chanels" in out.out
+
+
+def test_run_refuses_to_start_when_a_channel_server_refuses_its_credentials(
+    tmp_path: Path,
+    fake_twilio: FakeTwilioAPI,
+    smtp_server: FakeSMTPServer,
+    tls_files: TLSFiles,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    text = config_text(db, fake_twilio.url, smtp_server, tls_files)
+    text = text.replace("[web]\n", "[daemon]\ncheck_channels_at_start = true\n\n[web]\n")
+    path = tmp_path / "monitor.toml"
+    path.write_text(text)
+    monkeypatch.delenv("MONITOR_DATABASE_URL", raising=False)
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MONITOR_SMTP_PASSWORD", "not-the-password")
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(path), "run", "--no-web"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "channel email" in lines[0] and "smtp_password" in lines[0], err
+    assert fake_twilio.messages == [] and smtp_server.messages == []
