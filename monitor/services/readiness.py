@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import func, text
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
@@ -31,16 +32,22 @@ def sweep_age_limit(raw: Mapping[str, Any]) -> timedelta:
     return timedelta(seconds=float(limit))
 
 
-def _heads(engine: Engine) -> tuple[set[str], set[str]]:
-    from alembic.migration import MigrationContext
+@lru_cache(maxsize=1)
+def code_heads() -> frozenset[str]:
+    """The migration heads this version ships (read once: the files do not change)."""
     from alembic.script import ScriptDirectory
 
     from monitor.store.db import alembic_config
 
-    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
+    return frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+def _heads(engine: Engine) -> tuple[set[str], set[str]]:
+    from alembic.migration import MigrationContext
+
     with engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())
-    return current, set(script.get_heads())
+    return current, set(code_heads())
 
 
 def sweep_problem(
@@ -92,7 +99,6 @@ def not_ready(
     stuck_s = float(raw.get("daemon", {}).get("outbox_stuck_s", 600))
     try:
         with Session(engine) as session:
-            session.exec(text("SELECT 1"))  # type: ignore[call-overload]
             stuck, oldest = session.exec(
                 select(func.count(), func.min(DeliveryRow.next_attempt_at)).where(
                     col(DeliveryRow.state).in_(["pending", "sending"]),
