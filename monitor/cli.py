@@ -23,7 +23,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from monitor import install_cli
+from monitor import doctor, install_cli
+from monitor.cli_audit import record_cli
 from monitor.clock import Clock, SystemClock
 from monitor.core.clinical import grades
 from monitor.core.protocol import Protocol, ProtocolError, load_protocol
@@ -64,6 +65,7 @@ app.add_typer(silence_app, name="silence")
 app.add_typer(web_cli.users_app, name="users")
 app.command("audit")(web_cli.audit_cmd)
 app.command("web")(web_cli.web_cmd)
+app.command("doctor")(doctor.doctor_cmd)
 quarantine_app = typer.Typer(
     help="Input that could not be used, waiting for a person.", no_args_is_help=True
 )
@@ -149,8 +151,8 @@ def main_options(
     ] = False,
 ) -> None:
     configure_logging()
-    if ctx.invoked_subcommand == "check-config":
-        # check-config loads the file itself, to report every problem, not the first.
+    if ctx.invoked_subcommand in ("check-config", "doctor"):
+        # These load the file themselves, to report every problem, not the first.
         ctx.obj = config
         return
     ctx.obj = Ctx(settings=load_settings(config), clock=SystemClock())
@@ -232,6 +234,7 @@ def _write_event(
             fail(f"patient: no enrolled patient {patient_id!r}")
         except IntakeError as exc:
             fail(str(exc))
+        record_cli(session, f"event.{model.kind}", c.clock.now(), by, patient_id, event=event.id)
     typer.echo(f"Recorded {model.kind} event {event.id} for {patient_id}.")
     show_alerts(alerts)
 
@@ -380,6 +383,7 @@ def enroll_cmd(
             )
         except IntakeError as exc:
             fail(str(exc))
+        record_cli(session, "patient.enroll", now, None, model.id)
     typer.echo(f"Enrolled {model.id} on {model.protocol or c.settings.default_protocol}.")
     show_alerts(alerts)
 
@@ -897,6 +901,7 @@ def alerts_ack(
             changed = acknowledge(session, code, by, c.clock.now())
         except AlertError as exc:
             fail(str(exc))
+        record_cli(session, "alert.acknowledge", c.clock.now(), by, alert_code=code.upper())
     typer.echo(f"Acknowledged {code.upper()} ({len(changed)} alert(s)) as {by}.")
 
 
@@ -916,6 +921,7 @@ def alerts_resolve(
             resolve(session, code, by, note, c.clock.now())
         except AlertError as exc:
             fail(str(exc))
+        record_cli(session, "alert.resolve", c.clock.now(), by, alert_code=code.upper(), note=note)
     typer.echo(f"Resolved {code.upper()}.")
 
 
@@ -935,6 +941,7 @@ def alerts_note(
             add_note(session, code, by, note, c.clock.now())
         except AlertError as exc:
             fail(str(exc))
+        record_cli(session, "alert.note", c.clock.now(), by, alert_code=code.upper(), note=note)
     typer.echo(f"Noted on {code.upper()}.")
 
 
@@ -956,6 +963,7 @@ def silence_add(
             row = silence(session, patient_id, reason, end, by, c.clock.now())
         except AlertError as exc:
             fail(str(exc))
+        record_cli(session, "patient.silence", c.clock.now(), by, patient_id, silence=row.id)
     typer.echo(
         f"Silenced non-critical alerts of {patient_id} until {end.isoformat()} (silence {row.id})."
     )
@@ -1107,6 +1115,7 @@ def quarantine_retry(ctx: typer.Context, item: Annotated[int, typer.Argument()])
             )
         except QuarantineError as exc:
             fail(str(exc))
+        record_cli(session, "quarantine.retry", c.clock.now(), None, row=item, taken_in=ok)
     if not ok:
         typer.echo(f"Item {item} still cannot be used: {reason}", err=True)
         raise typer.Exit(1)
@@ -1129,6 +1138,7 @@ def quarantine_discard(
             discard(session, item, by, reason, c.clock.now())
         except QuarantineError as exc:
             fail(str(exc))
+        record_cli(session, "quarantine.discard", c.clock.now(), by, row=item, reason=reason)
     typer.echo(f"Item {item} discarded.")
 
 

@@ -29,7 +29,21 @@ def _clock(value: Any) -> Any:
     return value
 
 
+def _hours(value: Any) -> Any:
+    if isinstance(value, str):
+        parts = value.split("-")
+        if len(parts) != 2:
+            raise ValueError(f"{value!r} must look like 08:00-18:00")
+        for part in parts:
+            _clock(part.strip())
+    return value
+
+
 Strings = Annotated[list[str], BeforeValidator(_as_list)]
+WorkingHours = Annotated[str, BeforeValidator(_hours)]
+Days = Annotated[
+    list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]], BeforeValidator(_as_list)
+]
 Severities = Annotated[list[Severity], BeforeValidator(_as_list)]
 Clock = Annotated[str, BeforeValidator(_clock)]
 Positive = Annotated[float, Field(gt=0)]
@@ -103,6 +117,9 @@ class DaemonTable(Table):
     # True says a console-only config (no SMS, email or webhook for critical alerts)
     # is intended; without it `monitor run` refuses such a config outside --demo.
     console_only: bool = False
+    # `monitor doctor`'s channel checks (SMTP login, Twilio account fetch) at start:
+    # credentials a server refuses stop the start; an unreachable server is logged.
+    check_channels_at_start: bool = False
     # Readiness: the last sweep must be younger than this (default 3 sweeps + 60 s),
     # and no delivery may wait longer than outbox_stuck_s.
     ready_sweep_age_s: Positive | None = None
@@ -149,6 +166,9 @@ class SourceTable(Table):
     # raises system.source_silent to the coordinators.
     expect_every_minutes: Positive | None = None
     silence_grace_minutes: Positive = 15
+    # Only time inside these hours and days (the source's timezone) counts as silence.
+    working_hours: WorkingHours | None = None
+    working_days: Days = []
 
 
 class MllpTable(SourceTable):
@@ -190,6 +210,17 @@ class IngestTable(Table):
     fhir_max_depth: Count = 64
 
 
+class WatchTable(Table):
+    """Watching the watcher (monitor/services/watch_jobs.py)."""
+
+    feed_check_seconds: Positive = 60  # how often silent feeds are looked for
+    audit_seconds: Positive = 300  # how often the delivery auditor runs
+    # A delivery still pending or sending this long past its due time is a gap.
+    delivery_gap_minutes: Positive = 15
+    daily_summary: bool = True  # the coordinators' daily summary
+    summary_at: Clock = "07:30"  # when, in the quiet-hours time zone
+
+
 class ConfigFile(Table):
     """The whole of monitor.toml."""
 
@@ -206,3 +237,4 @@ class ConfigFile(Table):
     web: WebTable = WebTable()
     sources: SourcesTable = SourcesTable()
     ingest: IngestTable = IngestTable()
+    watch: WatchTable = WatchTable()

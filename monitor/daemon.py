@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,7 @@ from monitor.services.instances import DEFAULT_LEASE_SECONDS, Heartbeat, new_ins
 from monitor.services.jobs import STATS
 from monitor.services.payloads import PayloadResult, parse_payload, store_parsed
 from monitor.services.sweep import ESCALATION_BATCH, due_batches, single_runner
+from monitor.services.watch_jobs import WatchJobs
 from monitor.services.writer import GroupWriter
 from monitor.settings import Settings, SettingsError, state_dir
 from monitor.sources import ParseLimits, load_mapping
@@ -140,6 +142,7 @@ class Service(HostBasics):
         self.listen: dict[str, Any] = {}
         # Outside --demo: a config that pages nobody for a critical alert is refused.
         self.require_person = False
+        self.watch = WatchJobs(self)  # heartbeat URL, silent feeds, delivery audit, summary
 
     # --- the work (each callable with a pinned clock in tests) ---------------------
 
@@ -148,7 +151,10 @@ class Service(HostBasics):
         with single_runner(self.engine, "sweep") as mine:
             if not mine:
                 return []  # another instance is sweeping the same database now
-            return self._sweep()
+            began = time.monotonic()
+            raised = self._sweep()
+        self.watch.sweep_finished(time.monotonic() - began)  # metrics; the dead man's switch
+        return raised
 
     def _sweep(self) -> list[AlertRow]:
         now = self.clock.now()
@@ -390,9 +396,10 @@ class Service(HostBasics):
             id="heartbeat",
             max_instances=1,
         )
+        self.watch.schedule(sched, now)
         interval = self.sd.watchdog_interval()
-        if interval:
-            sched.add_job(self.sd.watchdog, "interval", seconds=interval, id="watchdog")
+        if interval:  # fed only while sweeps keep finishing
+            sched.add_job(self.watch.watchdog, "interval", seconds=interval, id="watchdog")
         sched.start()
         self.scheduler = sched
         return sched
@@ -631,6 +638,10 @@ def run_daemon(
     config = load_config(config_path, secrets)
     if not demo:
         require_a_person(config.routing, console_only or console_only_intended(config.settings))
+        if config.settings.raw.get("daemon", {}).get("check_channels_at_start"):
+            from monitor.doctor import check_channels_at_start
+
+            check_channels_at_start(config_path, secrets)
     try:
         engine = make_engine(config.settings.database_url)
     except OSError as exc:

@@ -48,19 +48,23 @@ def compose(
     prefix = {"escalation": "ESCALATED ", "repeat": "REMINDER ", "delivery_failure": ""}.get(
         purpose, ""
     )
+    # A service alert (no patient: a silent feed, a delivery gap, the quarantine
+    # count) names the service, not "patient None".
+    who = f"patient {lead.patient_id}" if lead.patient_id else "lab-monitor service"
     subject = (
-        f"[lab-monitor] {prefix}{lead.severity.upper()} {lead.patient_id}: {rules} ({lead.code})"
+        f"[lab-monitor] {prefix}{lead.severity.upper()} "
+        f"{lead.patient_id or 'service'}: {rules} ({lead.code})"
     )
     what = " | ".join(first_sentence(a.message) for a in alerts)
     action = action_sentence(alerts)
     tail = f" Reply ACK {lead.code}." if lead.severity != "info" else f" Code {lead.code}."
-    head = f"{prefix}{lead.severity.upper()} patient {lead.patient_id}: "
+    head = f"{prefix}{lead.severity.upper()} {who}: "
     body_note = f" {note}" if note else ""
     text = f"{head}{what}{(' ' + action) if action else ''}{body_note}{tail}"
     if len(text) > SMS_LIMIT:
         text = text[: SMS_LIMIT - len(tail) - 1] + "…" + tail
     lines = [
-        f"{prefix}{lead.severity.upper()} alert for patient {lead.patient_id}",
+        f"{prefix}{lead.severity.upper()} alert for {who}",
         f"Alert code: {lead.code} (acknowledge: reply 'ACK {lead.code}' to the SMS, or "
         f"`monitor alerts ack {lead.code} --by NAME`)",
     ]

@@ -209,6 +209,7 @@ class InboundMessageRow(SQLModel, table=True):
     __tablename__ = "inbound_messages"
     __table_args__ = (
         UniqueConstraint("source", "sender", "message_id", name="uq_inbound_sender_msgid"),
+        Index("ix_inbound_source_received", "source", "received_at"),  # the feed watch
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -230,7 +231,10 @@ class QuarantineRow(SQLModel, table=True):
     """
 
     __tablename__ = "quarantine"
-    __table_args__ = (Index("ix_quarantine_state_received", "state", "received_at"),)
+    __table_args__ = (
+        Index("ix_quarantine_state_received", "state", "received_at"),
+        Index("ix_quarantine_source_received", "source", "received_at"),  # the feed watch
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     source: str = Field(max_length=32)

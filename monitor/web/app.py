@@ -75,6 +75,36 @@ def create_app(host: Host, web: WebSettings | None = None) -> FastAPI:
             "failed_deliveries": h.failed_deliveries,
         }
 
+    @app.get("/readyz")
+    def readyz() -> Response:
+        """Ready to do its job: 200, or 503 with every reason (monitor/services/readiness.py)."""
+        from fastapi.responses import JSONResponse
+
+        from monitor.services.readiness import not_ready
+
+        watch = getattr(host, "watch", None)  # the daemon; `monitor web` has no scheduler
+        reasons = not_ready(
+            host.engine,
+            host.config.settings.raw,
+            host.now(),
+            scheduler=host.scheduler,
+            scheduler_here=watch is not None,
+            last_sweep=host.last_sweep,
+            started=getattr(watch, "started", None),
+        )
+        return JSONResponse(
+            {"ready": not reasons, "reasons": reasons}, status_code=503 if reasons else 200
+        )
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus text format; counts only, no patient data (monitor/services/metrics.py)."""
+        from monitor.services.metrics import CONTENT_TYPE, render
+
+        with session_scope(host.engine) as session:
+            body = render(session, host.now(), host)
+        return Response(body, media_type=CONTENT_TYPE)
+
     for module in (login, alert_pages, patient_pages, ops_pages, admin_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -164,9 +164,40 @@ def health_now(request: Request) -> tuple[Any, list[Any], datetime]:
     return data, failed, host.clock.now()
 
 
+def watch_now(request: Request, now: datetime) -> dict[str, Any]:
+    """The feeds, the scheduler's late and missed runs, and readiness, for the health page."""
+    from monitor.services.feed_watch import feed_states
+    from monitor.services.jobs import STATS
+    from monitor.services.readiness import not_ready
+
+    host = host_of(request)
+    watch = getattr(host, "watch", None)  # the daemon's; `monitor web` has none
+    started = getattr(watch, "started", None) or now
+    raw = host.config.settings.raw
+    with session_scope(host.engine) as session:
+        feeds = feed_states(session, raw, now, started)
+    reasons = not_ready(
+        host.engine,
+        raw,
+        now,
+        scheduler=host.scheduler,
+        scheduler_here=watch is not None,
+        last_sweep=host.last_sweep,
+        started=started,
+    )
+    jobs = sorted(STATS.jobs.items()) if watch is not None else []
+    return {"feeds": feeds, "jobs": jobs, "not_ready": reasons, "watch": watch}
+
+
 @router.get("/health")
 def health(request: Request, principal: PageUser) -> Response:
     data, failed, now = health_now(request)
     return renderer_of(request).page(
-        request, "health.html", principal, h=data, failed=failed, now=now
+        request,
+        "health.html",
+        principal,
+        h=data,
+        failed=failed,
+        now=now,
+        **watch_now(request, now),
     )

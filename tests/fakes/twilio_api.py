@@ -32,6 +32,7 @@ __all__ = ["FakeTwilioAPI", "RecordedRequest", "Reply", "SentMessage"]
 DEFAULT_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 DEFAULT_AUTH_TOKEN = "fake-twilio-token"
 _MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
+_ACCOUNT_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)\.json$")  # `monitor doctor`
 
 _ERROR_TEXT = {
     20003: "Authenticate",
@@ -123,6 +124,22 @@ class RecordedRequest:
     authorized: bool
 
 
+def _account_resource(sid: str) -> dict[str, Any]:
+    """The Account as Twilio's `GET /2010-04-01/Accounts/{sid}.json` returns it."""
+    return {
+        "sid": sid,
+        "friendly_name": "lab-monitor test account",
+        "status": "active",
+        "type": "Full",
+        "owner_account_sid": sid,
+        "auth_token": "hidden",
+        "date_created": "Mon, 02 Mar 2026 09:00:00 +0000",
+        "date_updated": "Mon, 02 Mar 2026 09:00:00 +0000",
+        "uri": f"/2010-04-01/Accounts/{sid}.json",
+        "subresource_uris": {},
+    }
+
+
 class _Handler(QuietHandler):
     def do_POST(self) -> None:
         self._handle("POST")
@@ -139,6 +156,15 @@ class _Handler(QuietHandler):
         authorized = self._authorized()
         fake._record(RecordedRequest(method, parts.path, query, form, authorized))
 
+        account = _ACCOUNT_PATH.match(parts.path)
+        if account is not None and method == "GET":
+            if not authorized:
+                self._error(401, 20003)
+            elif account["sid"] != fake.account_sid:
+                self._error(404, 20404, "The requested resource was not found")
+            else:
+                self.send_json(200, _account_resource(fake.account_sid))
+            return
         match = _MESSAGES_PATH.match(parts.path)
         if match is None:
             self._error(404, 20404, "The requested resource was not found")

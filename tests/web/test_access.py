@@ -23,6 +23,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/login"): "public",
     ("POST", "/login"): "public",
     ("GET", "/healthz"): "public",
+    ("GET", "/readyz"): "public",
+    ("GET", "/metrics"): "public",
     ("POST", "/twilio/inbound"): "public",  # Twilio's signature instead
     ("POST", "/twilio/status/{delivery_id}"): "public",  # Twilio's signature instead
     ("POST", "/logout"): "signed-in",
