@@ -180,6 +180,7 @@ class CsvTable(SourceTable):
     dir: NonEmpty = "inbox"
     scan_seconds: Positive = 10
     min_age_s: Positive = 2
+    max_file_bytes: Count = 20 * 1024 * 1024  # bigger files are set aside unread
 
 
 class FhirPollTable(SourceTable):

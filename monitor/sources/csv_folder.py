@@ -4,12 +4,21 @@ A file that can be used goes to `processed/`; one that cannot goes to
 `quarantine/` with `<name>.error.txt` beside it naming the row and column. The
 store is committed before the file moves, and a file seen again after a crash is
 recognised row by row (its message ids), so nothing is stored twice.
+
+Nothing in the folder is trusted: a symlink (which could point at a process's
+environment or a key) or anything but a regular file is never opened; it is renamed
+into `quarantine/` unread. Files are opened with O_NOFOLLOW and checked by `fstat`
+on the open descriptor, so a file swapped for a link between the listing and the
+open is refused too. A file over `max_file_bytes` (default 20 MiB) is set aside
+unread. Everything written stays inside the folder: names come from the listing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import stat
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +43,7 @@ class CSVFolder:
         folder = Path(str(settings.get("dir", "inbox")))
         self.dir = folder if folder.is_absolute() else base / folder
         self.min_age_s = float(settings.get("min_age_s", 2.0))
+        self.max_file_bytes = int(settings.get("max_file_bytes", 20 * 1024 * 1024))
         self.ingest = ingest
         self.now = now
         self.timezone = timezone_of(settings)
@@ -53,7 +63,17 @@ class CSVFolder:
         """Take every settled file once; returns how many files were handled."""
         handled = 0
         now = self.now().timestamp()
-        for path in sorted(p for p in self.dir.iterdir() if p.is_file()):
+        with os.scandir(self.dir) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        for entry in entries:
+            path = self.dir / entry.name
+            if entry.is_dir(follow_symlinks=False):
+                continue  # processed/, quarantine/
+            if not entry.is_file(follow_symlinks=False):
+                kind = "a symbolic link" if entry.is_symlink() else "not a regular file"
+                self.set_aside(path, f"{kind}: never opened")
+                handled += 1
+                continue
             if path.suffix.lower() not in SUFFIXES:
                 if path.name not in self._warned:
                     self._warned.add(path.name)
@@ -63,14 +83,50 @@ class CSVFolder:
                         reason=f"not one of {', '.join(SUFFIXES)}",
                     )
                 continue
-            if now - path.stat().st_mtime < self.min_age_s:
+            if now - entry.stat(follow_symlinks=False).st_mtime < self.min_age_s:
                 continue  # still being written
             self.take(path)
             handled += 1
         return handled
 
+    def read(self, path: Path) -> bytes | str:
+        """The file's bytes, or why it is not read: never through a link, never more
+        than `max_file_bytes`."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            return f"cannot be opened without following a link ({exc.strerror})"
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return "not a regular file: never read"
+            if info.st_size > self.max_file_bytes:
+                return (
+                    f"{info.st_size:,} bytes is over the limit of {self.max_file_bytes:,} "
+                    "([sources.csv] max_file_bytes): not read"
+                )
+            data = f.read(self.max_file_bytes + 1)
+        if len(data) > self.max_file_bytes:
+            return f"grew past the limit of {self.max_file_bytes:,} bytes while read: not taken"
+        return data
+
+    def set_aside(self, path: Path, reason: str) -> None:
+        """Rename (never follow) into quarantine/, with the reason beside it."""
+        target = self.dir / "quarantine" / path.name
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            log.error("csv.set_aside_failed", file=path.name, error=exc.strerror)
+            return
+        report = target.with_name(target.name + ".error.txt")
+        report.write_text(f"{path.name} was not taken in: {reason}.\n", encoding="utf-8")
+        log.warning("csv.set_aside", file=path.name, reason=reason)
+
     def take(self, path: Path) -> None:
-        raw = path.read_bytes()
+        raw = self.read(path)
+        if isinstance(raw, str):
+            self.set_aside(path, raw)
+            return
         out = self.ingest(
             raw,
             "csv",

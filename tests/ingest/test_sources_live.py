@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from monitor.sources.fhir_poller import FhirPoller
 from monitor.sources.mllp import MLLPDecoder, frame
 from monitor.sources.mllp_listener import MLLPListener
 from monitor.store.db import session_scope
-from monitor.store.models import AlertRow, DeliveryRow, EventRow
+from monitor.store.models import AlertRow, DeliveryRow, EventRow, QuarantineRow
 from monitor.web.app import create_app
 from monitor.web.host import WebSettings
 from tests.daemon.conftest import Rig
@@ -325,3 +326,36 @@ async def test_mllp_reads_times_without_offset_in_the_senders_zone(rig: Rig) -> 
 def test_unknown_source_timezone_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone"):
         MLLPListener({"timezone": "Mars/Olympus"}, lambda *a, **k: None)  # type: ignore[arg-type,return-value]
+
+
+async def test_csv_folder_never_follows_a_link_and_sets_big_files_aside(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """A link to a secret is renamed into quarantine/ unread; its target's content
+    reaches neither the store nor the report. A file over the cap is set aside unread."""
+    rig.clock.set(datetime.now(UTC))
+    enrol(rig, "P-1", start=rig.clock.now() - timedelta(days=3), identifiers=["HOSP:123"])
+    folder = CSVFolder(
+        {"dir": str(tmp_path / "inbox"), "min_age_s": 0, "max_file_bytes": 200},
+        rig.service.ingest,
+        tmp_path,
+        lambda: datetime.now(UTC) + timedelta(seconds=10),
+    )
+    await folder.start()
+    at = (rig.clock.now() - timedelta(hours=1)).isoformat()
+    head = "patient_id,id_system,analyte,value,unit,observed_at\n"
+    secret = tmp_path / "secret.csv"
+    secret.write_text(head + f"123,HOSP,alt,999,U/L,{at}\nTOPSECRET=hunter2\n")
+    (folder.dir / "link.csv").symlink_to(secret)
+    (folder.dir / "big.csv").write_text(head + f"123,HOSP,alt,31,U/L,{at}\n" * 10)
+    os.mkfifo(folder.dir / "pipe.csv")
+    assert await folder.scan() == 3
+    assert (folder.dir / "quarantine" / "link.csv").is_symlink()  # renamed, not read
+    assert "symbolic link" in (folder.dir / "quarantine" / "link.csv.error.txt").read_text()
+    assert "max_file_bytes" in (folder.dir / "quarantine" / "big.csv.error.txt").read_text()
+    assert "regular file" in (folder.dir / "quarantine" / "pipe.csv.error.txt").read_text()
+    assert secret.read_text().endswith("hunter2\n")  # the target is untouched
+    assert events(rig) == []
+    with session_scope(rig.service.engine) as s:
+        raws = [q.raw for q in s.exec(select(QuarantineRow))]
+    assert not any("hunter2" in (r or "") for r in raws)
