@@ -3,7 +3,10 @@
 Libraries that log through the standard library (APScheduler, uvicorn) come out
 through the same renderer, so a job that fails is never silent.
 
-Log events carry patient ids, never names: nothing that logs is handed a name.
+Log events carry patient ids, never names: nothing that logs is handed a name. As a
+second guard, `withhold_content` replaces keys that carry message content (raw
+text, payloads, values, names) with a marker and caps every field, so one careless
+call cannot put a lab message or a 1 MB line into the journal.
 """
 
 from __future__ import annotations
@@ -13,6 +16,22 @@ import os
 import sys
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+CONTENT_KEYS = frozenset(
+    {"raw", "payload", "body", "text", "content", "value", "values", "name", "names", "hl7"}
+)
+MAX_FIELD = 1_000  # characters of any one field
+
+
+def withhold_content(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Content-bearing keys withheld, every other field capped at MAX_FIELD."""
+    for key, value in list(event.items()):
+        if key in CONTENT_KEYS and value is not None:
+            event[key] = "[withheld]"
+        elif isinstance(value, str) and len(value) > MAX_FIELD:
+            event[key] = value[:MAX_FIELD] + f"... [{len(value) - MAX_FIELD} more characters]"
+    return event
 
 
 class _CurrentStderr:
@@ -43,6 +62,7 @@ def configure_logging(json_logs: bool | None = None, level: str | None = None) -
             processor=renderer,
             foreign_pre_chain=[
                 structlog.stdlib.add_logger_name,
+                withhold_content,
                 structlog.processors.add_log_level,
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
             ],
@@ -56,6 +76,7 @@ def configure_logging(json_logs: bool | None = None, level: str | None = None) -
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            withhold_content,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

@@ -100,7 +100,7 @@ def _from_entry_point(name: str) -> type | None:
         raise NotifierConfigError(
             f"plug-in {name!r} ({ep.value}) declares name {obj.name!r}; they must match"
         )
-    log.info("notifier_plugin_loaded", name=name, target=ep.value)
+    log.info("notifier_plugin_loaded", plugin=name, target=ep.value)
     plugin: type = register(obj)
     return plugin
 
