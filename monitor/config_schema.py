@@ -174,6 +174,10 @@ class SourceTable(Table):
 class MllpTable(SourceTable):
     host: NonEmpty = "127.0.0.1"
     port: Port = 2575
+    max_connections: Count = 50  # past this a new connection is closed at once
+    idle_timeout_s: Positive = 120  # no byte for this long: closed
+    frame_timeout_s: Positive = 30  # a frame started and not ended in time: closed
+    max_message_bytes: Count = 8 * 1024 * 1024  # a bigger frame: dropped, connection closed
 
 
 class CsvTable(SourceTable):

@@ -22,7 +22,10 @@ log = structlog.get_logger(__name__)
 START_BLOCK = 0x0B
 END_BLOCK = 0x1C
 CARRIAGE_RETURN = 0x0D
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_CONNECTIONS = 50  # an interface engine uses a few; a flood is refused past this
+DEFAULT_IDLE_TIMEOUT = 120.0  # seconds without a byte
+DEFAULT_FRAME_TIMEOUT = 30.0  # seconds for a frame, once started, to end
 
 Handler = Callable[[str], Awaitable[str]]
 
@@ -113,6 +116,12 @@ class MLLPServer:
     after it returns. `close()` stops accepting, lets a handler that is running
     finish and send its ACK (up to `shutdown_grace` seconds), and drops idle
     connections. `port=0` picks a free port; read it from `port` after `start()`.
+
+    Bounded: past `max_connections` a new connection is closed at once (counted in
+    `refused`), so a flood of idle sockets cannot take the process's descriptors; a
+    connection silent for `idle_timeout` seconds is closed, and so is one whose
+    frame has started but not ended within `frame_timeout` (a slow sender cannot
+    hold a slot by trickling bytes).
     """
 
     def __init__(
@@ -122,7 +131,9 @@ class MLLPServer:
         handler: Handler,
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        idle_timeout: float | None = 600.0,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+        frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         shutdown_grace: float = 10.0,
     ) -> None:
         self.host = host
@@ -130,6 +141,9 @@ class MLLPServer:
         self._handler = handler
         self.max_message_bytes = max_message_bytes
         self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout
+        self.max_connections = max_connections
+        self.refused = 0
         self.shutdown_grace = shutdown_grace
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -188,28 +202,46 @@ class MLLPServer:
     ) -> None:
         await self.close()
 
-    async def _read(self, reader: asyncio.StreamReader) -> bytes:
-        if self.idle_timeout is None:
+    async def _read(self, reader: asyncio.StreamReader, frame_deadline: float | None) -> bytes:
+        """The next bytes, within the idle timeout and the open frame's deadline."""
+        limits = [t for t in (self.idle_timeout,) if t is not None]
+        if frame_deadline is not None:
+            limits.append(max(0.0, frame_deadline - asyncio.get_running_loop().time()))
+        if not limits:
             return await reader.read(65536)
-        return await asyncio.wait_for(reader.read(65536), self.idle_timeout)
+        return await asyncio.wait_for(reader.read(65536), min(limits))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        if len(self._connections) >= self.max_connections:
+            self.refused += 1
+            log.warning("mllp.connection_refused", peer=str(peer), limit=self.max_connections)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
+        self._connections.add(task)
         decoder = MLLPDecoder(self.max_message_bytes)
         log.info("mllp.connected", peer=str(peer))
+        frame_deadline: float | None = None
         try:
             while not self._closing:
                 try:
-                    data = await self._read(reader)
+                    data = await self._read(reader, frame_deadline)
                 except TimeoutError:
-                    log.info("mllp.idle_timeout", peer=str(peer))
+                    why = "mllp.frame_timeout" if frame_deadline else "mllp.idle_timeout"
+                    log.info(why, peer=str(peer))
                     return
                 if not data:
                     return
                 messages = decoder.feed(data)
+                if decoder.pending and self.frame_timeout is not None:
+                    if frame_deadline is None:
+                        frame_deadline = asyncio.get_running_loop().time() + self.frame_timeout
+                else:
+                    frame_deadline = None
                 if decoder.overflows:
                     log.warning(
                         "mllp.message_too_large", peer=str(peer), limit=self.max_message_bytes

@@ -17,7 +17,13 @@ import structlog
 
 from monitor.sources.base import Ingest, timezone_of
 from monitor.sources.hl7v2 import build_ack
-from monitor.sources.mllp import MLLPServer
+from monitor.sources.mllp import (
+    DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MLLPServer,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +36,15 @@ class MLLPListener:
         self.port = int(settings.get("port", 2575))
         self.ingest = ingest
         self.timezone = timezone_of(settings)
-        self.server = MLLPServer(self.host, self.port, self.handle)
+        self.server = MLLPServer(
+            self.host,
+            self.port,
+            self.handle,
+            max_message_bytes=int(settings.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)),
+            idle_timeout=float(settings.get("idle_timeout_s", DEFAULT_IDLE_TIMEOUT)),
+            frame_timeout=float(settings.get("frame_timeout_s", DEFAULT_FRAME_TIMEOUT)),
+            max_connections=int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
+        )
 
     async def start(self) -> None:
         await self.server.start()

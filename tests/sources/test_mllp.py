@@ -196,3 +196,63 @@ async def test_serve_forever_returns_after_close() -> None:
     assert len(await exchange(server.port, [ONE])) == 1
     await server.close()
     await asyncio.wait_for(runner, 5)
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
+    """True when the server closes the connection (EOF) within `seconds`."""
+    try:
+        return await asyncio.wait_for(reader.read(4096), seconds) == b""
+    except (TimeoutError, ConnectionError):
+        return False
+
+
+async def test_connections_past_the_cap_are_closed_and_the_rest_still_served() -> None:
+    async def handler(text: str) -> str:
+        return echo_control_id(text)
+
+    async with MLLPServer("127.0.0.1", 0, handler, max_connections=2) as server:
+        held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        await asyncio.sleep(0)  # let the server register them
+        extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await _closed_within(extra_reader, 5)
+        assert server.refused == 1
+        extra_writer.close()
+        held_reader, held_writer = held[0]
+        held_writer.write(frame(ONE))  # a connection within the cap is answered
+        await held_writer.drain()
+        assert b"MSA|AA|M1" in await asyncio.wait_for(held_reader.read(4096), 5)
+        held[1][1].close()
+        for _ in range(100):  # a freed slot is taken again
+            if len(server._connections) < 2:
+                break
+            await asyncio.sleep(0.01)
+        acks = await exchange(server.port, [TWO])
+        assert b"MSA|AA|M2" in acks[0]
+        held_writer.close()
+
+
+async def test_idle_and_trickling_connections_are_closed() -> None:
+    async def handler(text: str) -> str:
+        return echo_control_id(text)
+
+    async with MLLPServer("127.0.0.1", 0, handler, idle_timeout=0.2, frame_timeout=0.3) as server:
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        assert await _closed_within(idle_reader, 5)
+        idle_writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        started = asyncio.get_running_loop().time()
+        body = frame(ONE)[:-2]
+        closed = False
+        for i in range(len(body)):  # one byte every 0.05 s: never idle, never done
+            try:
+                writer.write(body[i : i + 1])
+                await writer.drain()
+            except ConnectionError:
+                closed = True
+                break
+            if await _closed_within(reader, 0.05):
+                closed = True
+                break
+        assert closed
+        assert asyncio.get_running_loop().time() - started < 3
+        writer.close()
