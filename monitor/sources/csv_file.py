@@ -129,6 +129,17 @@ def _rows(text: str, problems: list[Problem]) -> tuple[list[str], list[_Row]]:
     return header, rows
 
 
+def _raw_of(header: list[str], rows: list[_Row]) -> str:
+    """One patient's rows under the header: what that message stores as its raw text,
+    so a file naming 2,000 patients is stored once in total, not once per patient."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([row.cells.get(c, "") for c in header])
+    return out.getvalue()
+
+
 def read_csv(
     text: str,
     *,
@@ -158,6 +169,7 @@ def read_csv(
 
     groups: dict[tuple[str, str], list[Observation]] = {}
     first_row: dict[tuple[str, str], int] = {}
+    group_rows: dict[tuple[str, str], list[_Row]] = {}
     seen: dict[tuple[str, str, str, datetime], int] = {}
     for row in rows:
         read = _read_row(row, mapping, tz, problems)
@@ -174,6 +186,7 @@ def read_csv(
             continue
         seen[dup] = row.number
         groups.setdefault(key, []).append(obs)
+        group_rows.setdefault(key, []).append(row)
         first_row.setdefault(key, row.number)
     if problems:
         log.info("csv.rejected", source=source_name, problems=len(problems))
@@ -187,6 +200,7 @@ def read_csv(
             patient=PatientRef(identifiers=(Identifier(system=key[0], value=key[1]),)),
             observations=tuple(observations),
             sender=source_name,
+            raw=_raw_of(header, group_rows[key]),
         )
         for key, observations in groups.items()
     )

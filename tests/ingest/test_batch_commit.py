@@ -43,3 +43,27 @@ def test_a_back_load_commits_once_per_batch(engine) -> None:  # type: ignore[no-
         23.0,
         24.0,
     ]
+
+
+def test_a_csv_message_stores_only_its_own_patients_rows(engine) -> None:  # type: ignore[no-untyped-def]
+    """Each patient's message keeps the header and its own rows as raw text: a file
+    naming many patients is stored once in total, not once per patient."""
+    from sqlmodel import select
+
+    from monitor.store.models import InboundMessageRow
+
+    enrol(engine, "P-1", ["HOSP|M1"], NOW - timedelta(days=60))
+    enrol(engine, "P-2", ["HOSP|M2"], NOW - timedelta(days=60))
+    at = (NOW - timedelta(days=1)).isoformat()
+    text = "patient_id,id_system,analyte,value,unit,observed_at\n" + "".join(
+        f"M{p},HOSP,alt,{20 + p},U/L,{at}\n" for p in (1, 2)
+    )
+    with session_scope(engine) as s:
+        out = ingest_payload(
+            s, text, "csv", "csv", NOW, PROTOCOLS, ROUTING, MAPPING, source_name="f", whole=True
+        )
+        assert out.stored == 2
+        raws = sorted(r.raw or "" for r in s.exec(select(InboundMessageRow)))
+    assert [r.count("\n") for r in raws] == [2, 2]
+    assert "M1,HOSP,alt,21" in raws[0] and "M2" not in raws[0]
+    assert "M2,HOSP,alt,22" in raws[1] and "M1" not in raws[1]
