@@ -116,6 +116,7 @@ escalation = ["oncall"]
 critical_ack_minutes = 600
 delivery_failure_group = "oncall"
 [daemon]
+console_only = true  # the benchmark pages nobody
 sweep_seconds = 3600
 escalation_seconds = 3600
 [sources.mllp]
