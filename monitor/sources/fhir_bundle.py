@@ -320,6 +320,8 @@ def subject_of(
                 Problem("subject", "Observations without a subject (patient) cannot be taken in")
             )
         return subjects[key]
+    if reference.startswith("#"):
+        return _contained_subject(entry, reference, subjects)
     target = resolve(reference, scope, ctx)
     if target is not None:
         kind = target.kind
@@ -353,6 +355,41 @@ def subject_of(
             if ident.value
         ]
         subject.patient = PatientRef(identifiers=tuple(ids), reference=reference)
+    return subject
+
+
+def _contained_subject(entry: Entry, reference: str, subjects: dict[str, Subject]) -> Subject:
+    """A subject `#id` names a resource contained in the Observation itself: the patient
+    is known by that resource's identifiers (a contained id means nothing elsewhere)."""
+    found = next(
+        (
+            r
+            for r in entry.raw.get("contained") or []
+            if isinstance(r, dict) and r.get("id") == reference[1:]
+        ),
+        None,
+    )
+    ids: list[Identifier] = []
+    if found is not None and found.get("resourceType") == "Patient":
+        for ident in found.get("identifier") or []:
+            if isinstance(ident, dict) and isinstance(ident.get("value"), str) and ident["value"]:
+                ids.append(Identifier(str(ident.get("system") or ""), ident["value"]))
+    label = "; ".join(f"{i.system}|{i.value}" for i in ids) or f"{entry.label} {reference}"
+    key = f"contained:{label}"
+    if key in subjects:
+        return subjects[key]
+    subject = Subject(key, label, PatientRef(identifiers=tuple(ids)))
+    subjects[key] = subject
+    if found is None:
+        why = f"the subject {reference!r} names no resource contained in the Observation"
+        subject.problems.append(Problem("subject", why))
+    elif found.get("resourceType") != "Patient":
+        kind = found.get("resourceType")
+        subject.problems.append(Problem("subject", f"the subject {reference!r} is a {kind}"))
+    elif not ids:
+        subject.problems.append(
+            Problem("subject", f"the contained Patient {reference!r} has no identifier")
+        )
     return subject
 
 

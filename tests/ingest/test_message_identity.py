@@ -162,6 +162,28 @@ def test_a_uri_system_enrolled_as_a_token_matches_a_fhir_subject(engine) -> None
     assert ingest(engine, json.dumps(body).encode(), "fhir").stored == 1
 
 
+def test_a_subject_referring_to_a_contained_patient_is_matched_by_its_identifiers(
+    engine,  # type: ignore[no-untyped-def]
+) -> None:
+    nhs = "https://fhir.nhs.uk/Id/nhs-number"
+    enrol(engine, "P-1", [f"{nhs}|9434765919"], START)
+    body = json.loads(_observation("o-contained", 42))
+    body["contained"] = [
+        {
+            "resourceType": "Patient",
+            "id": "pat",
+            "identifier": [{"system": nhs, "value": "9434765919"}],
+        }
+    ]
+    body["subject"] = {"reference": "#pat"}
+    assert ingest(engine, json.dumps(body).encode(), "fhir").stored == 1
+    assert _current(engine) == {"P-1": {"alt": 42.0}}
+    body["id"], body["subject"] = "o-missing", {"reference": "#nobody"}
+    out = ingest(engine, json.dumps(body).encode(), "fhir")
+    assert (out.stored, out.quarantined) == (0, 1)
+    assert "names no resource contained" in (out.results[0].reason or "")
+
+
 def test_fhir_a_b_then_a_again_is_answered_not_a_500(rig: Rig) -> None:
     at = rig.clock.now() - timedelta(hours=1)
     rig_enrol(rig, "P-FV", start=at - timedelta(days=5), identifiers=["FHIR:Patient/pat2"])
