@@ -298,11 +298,18 @@ def _zone_problems(raw: Mapping[str, Any]) -> list[Problem]:
     return [p for path, value in places if (p := _zone_problem(path, value)) is not None]
 
 
-def _source_problems(raw: Mapping[str, Any]) -> list[Problem]:
+def _source_problems(raw: Mapping[str, Any], base: Path) -> list[Problem]:
+    from monitor.sources.mllp_tls import TLSConfigError, server_context
+
+    out: list[Problem] = []
     poll = _table(_table(raw, "sources"), "fhir_poll")
     if poll.get("enabled") is True and not poll.get("base_url"):
-        return [Problem("sources.fhir_poll.base_url", "required when the poller is enabled")]
-    return []
+        out.append(Problem("sources.fhir_poll.base_url", "required when the poller is enabled"))
+    try:  # the same context the listener builds: files present, key matching, CAs readable
+        server_context(_table(_table(raw, "sources"), "mllp"), base)
+    except TLSConfigError as exc:
+        out.append(Problem(f"sources.mllp.{exc.key}", exc.reason))
+    return out
 
 
 def _read(file: Path) -> tuple[dict[str, Any] | None, Problem | None]:
@@ -337,7 +344,7 @@ def check(path: str | Path | None, secrets: SecretSource | None = None) -> Check
     out.problems += _channel_problems(raw, secrets, out.notifiers)
     out.problems += _reference_problems(raw)
     out.problems += _zone_problems(raw)
-    out.problems += _source_problems(raw)
+    out.problems += _source_problems(raw, file.parent)
     try:
         out.settings = load_settings(path if path else None)
     except SettingsError as exc:

@@ -178,6 +178,9 @@ class MllpTable(SourceTable):
     idle_timeout_s: Positive = 120  # no byte for this long: closed
     frame_timeout_s: Positive = 30  # a frame started and not ended in time: closed
     max_message_bytes: Count = 8 * 1024 * 1024  # a bigger frame: dropped, connection closed
+    tls_cert: str | None = None  # PEM certificate chain: turns TLS on (with tls_key)
+    tls_key: str | None = None  # PEM private key; $CREDENTIALS_DIRECTORY is expanded
+    tls_client_ca: str | None = None  # PEM CAs: a client certificate signed by one is required
 
 
 class CsvTable(SourceTable):

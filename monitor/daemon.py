@@ -470,12 +470,16 @@ class Service(HostBasics):
     async def _start_mllp(self) -> None:
         """The MLLP listener of `[sources.mllp]` when enabled; a busy port is StartupError."""
         from monitor.sources.mllp_listener import MLLPListener
+        from monitor.sources.mllp_tls import TLSConfigError
 
         mllp = self.config.settings.raw.get("sources", {}).get("mllp", {})
         if mllp.get("enabled"):
             if self.listen.get("mllp_port") is not None:
                 mllp = {**mllp, "port": self.listen["mllp_port"]}
-            listener = MLLPListener(mllp, self.ingest)
+            try:
+                listener = MLLPListener(mllp, self.ingest, self.config.settings.path.parent)
+            except TLSConfigError as exc:
+                raise StartupError(str(exc)) from exc
             try:
                 await listener.start()
             except OSError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
@@ -122,6 +123,10 @@ class MLLPServer:
     connection silent for `idle_timeout` seconds is closed, and so is one whose
     frame has started but not ended within `frame_timeout` (a slow sender cannot
     hold a slot by trickling bytes).
+
+    With `tls` (an `ssl.SSLContext`, see `monitor.sources.mllp_tls`) the listener
+    speaks MLLP inside TLS; a client without an accepted certificate fails the
+    handshake and never reaches the handler.
     """
 
     def __init__(
@@ -135,6 +140,7 @@ class MLLPServer:
         frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         shutdown_grace: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self._port = port
@@ -145,6 +151,7 @@ class MLLPServer:
         self.max_connections = max_connections
         self.refused = 0
         self.shutdown_grace = shutdown_grace
+        self.tls = tls
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()
@@ -162,8 +169,17 @@ class MLLPServer:
             return
         self._closing = False
         self._stopped.clear()
-        self._server = await asyncio.start_server(self._serve, self.host, self._port)
-        log.info("mllp.listening", host=self.host, port=self.port)
+        self._server = await asyncio.start_server(
+            self._serve,
+            self.host,
+            self._port,
+            ssl=self.tls,
+            # a TLS handshake is bounded like a frame: a silent socket cannot hold it open
+            ssl_handshake_timeout=(self.frame_timeout or DEFAULT_FRAME_TIMEOUT)
+            if self.tls
+            else None,
+        )
+        log.info("mllp.listening", host=self.host, port=self.port, tls=self.tls is not None)
 
     async def serve_forever(self) -> None:
         """Start if needed and run until `close()`."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -24,6 +25,7 @@ from monitor.sources.mllp import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MLLPServer,
 )
+from monitor.sources.mllp_tls import server_context
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +33,10 @@ log = structlog.get_logger(__name__)
 class MLLPListener:
     name = "mllp"
 
-    def __init__(self, settings: Mapping[str, Any], ingest: Ingest) -> None:
+    def __init__(
+        self, settings: Mapping[str, Any], ingest: Ingest, base_dir: Path | None = None
+    ) -> None:
+        """`base_dir` anchors relative TLS file paths (the config file's directory)."""
         self.host = str(settings.get("host", "127.0.0.1"))
         self.port = int(settings.get("port", 2575))
         self.ingest = ingest
@@ -44,6 +49,7 @@ class MLLPListener:
             idle_timeout=float(settings.get("idle_timeout_s", DEFAULT_IDLE_TIMEOUT)),
             frame_timeout=float(settings.get("frame_timeout_s", DEFAULT_FRAME_TIMEOUT)),
             max_connections=int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
+            tls=server_context(settings, base_dir or Path.cwd()),
         )
 
     async def start(self) -> None:
