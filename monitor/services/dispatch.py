@@ -34,6 +34,7 @@ from monitor.clock import Clock
 from monitor.notifiers.base import Notification, Notifier, SendResult
 from monitor.routing import Routing
 from monitor.services.evaluate import new_code
+from monitor.services.latency import VALUE_TO_SEND
 from monitor.services.outbox import deliveries_for
 from monitor.store.db import session_scope
 from monitor.store.models import AlertRow, DeliveryAttemptRow, DeliveryRow
@@ -301,6 +302,12 @@ class Dispatcher:
             row.state = "sent" if getattr(notifier, "receipts", False) else "delivered"
             row.provider_id = result.provider_id
             row.last_error = None
+            if row.purpose == "alert":
+                VALUE_TO_SEND.observe(
+                    (now - row.created_at).total_seconds(),
+                    channel=c.channel,
+                    severity=row.severity,
+                )
         elif outcome in ("transient", "unknown"):
             delay = backoff(row.attempts, self.routing, self.rand)
             if result.retry_after_s:

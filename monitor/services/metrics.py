@@ -5,7 +5,8 @@ the same totals and nothing is lost on restart: messages by source and outcome,
 quarantine size, unmapped codes, alerts by rule and by severity and state, delivery
 attempts by channel and outcome, outbox depth and oldest pending age, each source's
 last message; and from this process: sweep count, duration and last success,
-heartbeat pings, scheduler runs, late runs and missed runs per job.
+heartbeat pings, scheduler runs, late runs and missed runs per job, and the
+value-to-send latency histogram (`monitor.services.latency`).
 
 Written without prometheus_client (not in the hashed lock); the format is a few
 lines of text. Counts from the database are exposed as gauges (a row count is not a
@@ -157,6 +158,16 @@ def render(session: Session, now: datetime, host: Any = None) -> str:
         "When each source last delivered a message (taken in or quarantined).",
         (({"source": s}, _ts(at)) for s, at in sorted(last_seen(session).items())),
     )
+    from monitor.services.latency import VALUE_TO_SEND
+
+    out.lines += [
+        "# HELP labmonitor_value_to_send_seconds From the commit that raised an alert to "
+        "the provider accepting its first notification, by channel and severity.",
+        "# TYPE labmonitor_value_to_send_seconds histogram",
+    ]
+    for name, labels, value in VALUE_TO_SEND.samples("labmonitor_value_to_send_seconds"):
+        text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+        out.lines.append(f"{name}{{{text}}} {_number(value)}")
     watch = getattr(host, "watch", None)
     if watch is not None:
         out.metric("labmonitor_sweeps_total", "counter", "Sweeps finished.", [({}, watch.sweeps)])

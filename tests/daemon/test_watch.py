@@ -17,6 +17,7 @@ from sqlmodel import select
 from monitor.clock import ManualClock
 from monitor.daemon import Service, load_config
 from monitor.secrets import SecretSource
+from monitor.services.latency import VALUE_TO_SEND
 from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import AlertRow, DeliveryRow, InboundMessageRow
 from monitor.web.app import create_app
@@ -256,6 +257,7 @@ def _sample(text: str, name: str, **labels: str) -> float:
 async def test_metrics_move_as_a_scripted_run_expects(watched: Watched) -> None:
     w = watched
     transport = httpx.ASGITransport(app=create_app(w.service))
+    VALUE_TO_SEND.reset()  # this process's histogram: earlier tests sent too
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         before = (await client.get("/metrics")).text
         assert _sample(before, "labmonitor_sweeps_total") == 0
@@ -291,4 +293,12 @@ async def test_metrics_move_as_a_scripted_run_expects(watched: Watched) -> None:
             _sample(text, "labmonitor_delivery_attempts", channel="sms", outcome="delivered") == 1
         )
         assert _sample(text, "labmonitor_outbox_due") == 0
+        # the stop alert's SMS went out 2 minutes after the commit that raised it
+        late = {"channel": "sms", "severity": "critical"}
+        name = "labmonitor_value_to_send_seconds"
+        assert _sample(text, f"{name}_count", **late) == 1
+        assert _sample(text, f"{name}_sum", **late) == 120
+        assert _sample(text, f"{name}_bucket", **late, le="60.0") == 0
+        assert _sample(text, f"{name}_bucket", **late, le="300.0") == 1
+        assert _sample(text, f"{name}_bucket", **late, le="+Inf") == 1
         assert "P-1" not in text  # counts only
