@@ -303,10 +303,8 @@ class Dispatcher:
             row.provider_id = result.provider_id
             row.last_error = None
             if row.purpose == "alert":
-                VALUE_TO_SEND.observe(
-                    (now - row.created_at).total_seconds(),
-                    channel=c.channel,
-                    severity=row.severity,
+                VALUE_TO_SEND.labels(channel=c.channel, severity=row.severity).observe(
+                    max((now - row.created_at).total_seconds(), 0.0)
                 )
         elif outcome in ("transient", "unknown"):
             delay = backoff(row.attempts, self.routing, self.rand)

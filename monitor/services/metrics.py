@@ -8,21 +8,27 @@ last message; and from this process: sweep count, duration and last success,
 heartbeat pings, scheduler runs, late runs and missed runs per job, and the
 value-to-send latency histogram (`monitor.services.latency`).
 
-Written without prometheus_client (not in the hashed lock); the format is a few
-lines of text. Counts from the database are exposed as gauges (a row count is not a
-process counter: it does not reset when the process restarts).
+The text is prometheus_client's own exposition: this module builds metric families
+from the database at each scrape (a custom collector over one fresh registry), and
+the process's histograms live in `monitor.services.latency`. Counts from the
+database are gauges (a row count is not a process counter: it does not reset when
+the process restarts).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from monitor.services.latency import PROCESS
 from monitor.store.models import (
     AlertRow,
     DeliveryAttemptRow,
@@ -31,38 +37,41 @@ from monitor.store.models import (
     QuarantineRow,
 )
 
+# The 0.0.4 text format, which generate_latest writes (and every Prometheus reads).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _label(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class Exposition(Collector):
+    """The families of one scrape, handed to prometheus_client to write out."""
 
-
-def _number(value: float) -> str:
-    """Full precision (a timestamp needs more than %g's six digits)."""
-    v = float(value)
-    return str(int(v)) if v.is_integer() else repr(v)
-
-
-class Exposition:
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.families: list[Metric] = []
 
     def metric(
         self,
         name: str,
         kind: str,
         help_text: str,
-        samples: Iterable[tuple[Mapping[str, Any], float]],
+        samples: Iterable[tuple[dict[str, Any], float]],
     ) -> None:
-        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        for labels, value in samples:
-            text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-            number = _number(value)
-            self.lines.append(f"{name}{{{text}}} {number}" if text else f"{name} {number}")
+        rows = list(samples)
+        labels: Sequence[str] = list(rows[0][0]) if rows else []
+        family: GaugeMetricFamily | CounterMetricFamily
+        if kind == "counter":
+            family = CounterMetricFamily(name, help_text, labels=labels)
+        else:
+            family = GaugeMetricFamily(name, help_text, labels=labels)
+        for sample_labels, value in rows:
+            family.add_metric([str(sample_labels[k]) for k in labels], float(value))
+        self.families.append(family)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
 
     def text(self) -> str:
-        return "\n".join(self.lines) + "\n"
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return (generate_latest(registry) + generate_latest(PROCESS)).decode("utf-8")
 
 
 def _grouped(session: Session, *columns: Any) -> list[tuple[Any, ...]]:
@@ -158,16 +167,6 @@ def render(session: Session, now: datetime, host: Any = None) -> str:
         "When each source last delivered a message (taken in or quarantined).",
         (({"source": s}, _ts(at)) for s, at in sorted(last_seen(session).items())),
     )
-    from monitor.services.latency import VALUE_TO_SEND
-
-    out.lines += [
-        "# HELP labmonitor_value_to_send_seconds From the commit that raised an alert to "
-        "the provider accepting its first notification, by channel and severity.",
-        "# TYPE labmonitor_value_to_send_seconds histogram",
-    ]
-    for name, labels, value in VALUE_TO_SEND.samples("labmonitor_value_to_send_seconds"):
-        text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-        out.lines.append(f"{name}{{{text}}} {_number(value)}")
     watch = getattr(host, "watch", None)
     if watch is not None:
         out.metric("labmonitor_sweeps_total", "counter", "Sweeps finished.", [({}, watch.sweeps)])

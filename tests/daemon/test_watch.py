@@ -4,6 +4,7 @@ and aiosmtpd (tests/daemon/conftest.py)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -246,18 +247,22 @@ def test_the_daily_summary_goes_once_a_day(watched: Watched) -> None:
 
 
 def _sample(text: str, name: str, **labels: str) -> float:
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    head = f"{name}{{{want}}}" if want else name
+    """The value of the sample `name` with exactly these labels (in any order), or 0."""
     for line in text.splitlines():
-        if line.startswith(head + " "):
-            return float(line.rsplit(" ", 1)[1])
+        if line.startswith("#") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        metric, _, rest = series.partition("{")
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', rest))
+        if metric == name and found == labels:
+            return float(value)
     return 0.0
 
 
 async def test_metrics_move_as_a_scripted_run_expects(watched: Watched) -> None:
     w = watched
     transport = httpx.ASGITransport(app=create_app(w.service))
-    VALUE_TO_SEND.reset()  # this process's histogram: earlier tests sent too
+    VALUE_TO_SEND.clear()  # this process's histogram: earlier tests sent too
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         before = (await client.get("/metrics")).text
         assert _sample(before, "labmonitor_sweeps_total") == 0
