@@ -27,8 +27,11 @@ DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 50  # an interface engine uses a few; a flood is refused past this
 DEFAULT_IDLE_TIMEOUT = 120.0  # seconds without a byte
 DEFAULT_FRAME_TIMEOUT = 30.0  # seconds for a frame, once started, to end
+HEAD_BYTES = 4096  # kept of a frame too large to take: its MSH, to answer it with AR
 
 Handler = Callable[[str], Awaitable[str]]
+# (the first bytes of a refused message as text, the reason) -> the AR to send back
+Refusal = Callable[[str, str], str]
 
 
 def frame(text: str | bytes, encoding: str = "utf-8") -> bytes:
@@ -53,7 +56,8 @@ class MLLPDecoder:
     counted in `discarded_bytes`. A start block inside a frame means the frame
     was cut off: its bytes are dropped and counted in `broken_frames`, since a
     partial message must never be handed on. A frame longer than
-    `max_message_bytes` is dropped too (`overflows`), to bound memory.
+    `max_message_bytes` is dropped too (`overflows`), to bound memory; its first
+    `HEAD_BYTES` stay in `overflow_head` so the sender can be answered.
     """
 
     def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
@@ -61,6 +65,7 @@ class MLLPDecoder:
         self.discarded_bytes = 0
         self.broken_frames = 0
         self.overflows = 0
+        self.overflow_head: bytes | None = None
         self._buffer = bytearray()
         self._in_frame = False
         self._scanned = 0  # bytes of the current frame already searched for an end
@@ -92,9 +97,17 @@ class MLLPDecoder:
                 del self._buffer[:restart]
                 self._in_frame = False
                 continue
+            if end > self.max_message_bytes:  # a whole frame over the limit in one read
+                self.overflows += 1
+                self.overflow_head = bytes(self._buffer[: min(end, HEAD_BYTES)])
+                self.discarded_bytes += end + 1
+                del self._buffer[: end + 1]
+                self._in_frame = False
+                continue
             if end == -1:
                 if len(self._buffer) > self.max_message_bytes:
                     self.overflows += 1
+                    self.overflow_head = bytes(self._buffer[:HEAD_BYTES])
                     self.discarded_bytes += len(self._buffer)
                     self._buffer.clear()
                     self._in_frame = False
@@ -122,7 +135,9 @@ class MLLPServer:
     `refused`), so a flood of idle sockets cannot take the process's descriptors; a
     connection silent for `idle_timeout` seconds is closed, and so is one whose
     frame has started but not ended within `frame_timeout` (a slow sender cannot
-    hold a slot by trickling bytes).
+    hold a slot by trickling bytes). A frame over `max_message_bytes` is answered
+    with `refuse(head, reason)` (an AR naming the limit, so the sender stops resending
+    and someone looks) and the connection closed; nothing of it is stored.
 
     With `tls` (an `ssl.SSLContext`, see `monitor.sources.mllp_tls`) the listener
     speaks MLLP inside TLS; a client without an accepted certificate fails the
@@ -141,6 +156,7 @@ class MLLPServer:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         shutdown_grace: float = 10.0,
         tls: ssl.SSLContext | None = None,
+        refuse: Refusal | None = None,
     ) -> None:
         self.host = host
         self._port = port
@@ -152,6 +168,8 @@ class MLLPServer:
         self.refused = 0
         self.shutdown_grace = shutdown_grace
         self.tls = tls
+        self.refuse = refuse
+        self.too_large = 0
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()
@@ -259,9 +277,7 @@ class MLLPServer:
                 else:
                     frame_deadline = None
                 if decoder.overflows:
-                    log.warning(
-                        "mllp.message_too_large", peer=str(peer), limit=self.max_message_bytes
-                    )
+                    await self._refuse_too_large(decoder, writer, str(peer))
                     return
                 for message in messages:
                     if not await self._answer(task, message, writer, str(peer)):
@@ -283,6 +299,21 @@ class MLLPServer:
                     broken_frames=decoder.broken_frames,
                 )
             log.info("mllp.disconnected", peer=str(peer))
+
+    async def _refuse_too_large(
+        self, decoder: MLLPDecoder, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        self.too_large += 1
+        log.warning("mllp.message_too_large", peer=peer, limit=self.max_message_bytes)
+        if self.refuse is None or decoder.overflow_head is None:
+            return
+        reason = (
+            f"message larger than this receiver's limit of {self.max_message_bytes} bytes "
+            "(sources.mllp.max_message_bytes): not stored, split it or raise the limit"
+        )
+        with contextlib.suppress(ConnectionError, OSError):
+            writer.write(frame(self.refuse(decode_text(decoder.overflow_head), reason)))
+            await writer.drain()
 
     async def _answer(
         self, task: asyncio.Task[None], message: bytes, writer: asyncio.StreamWriter, peer: str

@@ -50,6 +50,7 @@ class MLLPListener:
             frame_timeout=float(settings.get("frame_timeout_s", DEFAULT_FRAME_TIMEOUT)),
             max_connections=int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
             tls=server_context(settings, base_dir or Path.cwd()),
+            refuse=lambda head, reason: build_ack(head, "AR", reason),
         )
 
     async def start(self) -> None:

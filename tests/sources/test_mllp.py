@@ -256,3 +256,44 @@ async def test_idle_and_trickling_connections_are_closed() -> None:
         assert closed
         assert asyncio.get_running_loop().time() - started < 3
         writer.close()
+
+
+async def test_an_oversized_message_is_answered_ar_naming_the_limit_and_not_handled() -> None:
+    from monitor.sources.hl7v2 import build_ack
+
+    seen: list[str] = []
+
+    async def handler(text: str) -> str:
+        seen.append(text)
+        return echo_control_id(text)
+
+    big = ONE + "OBX|1|NM|1742-6^ALT||" + "9" * 5000 + "\r"
+    async with MLLPServer(
+        "127.0.0.1",
+        0,
+        handler,
+        max_message_bytes=1000,
+        refuse=lambda head, reason: build_ack(head, "AR", reason),
+    ) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(frame(big))
+        await writer.drain()
+        decoder = MLLPDecoder()
+        acks: list[bytes] = []
+        while not acks:
+            data = await asyncio.wait_for(reader.read(4096), 5)
+            assert data, "closed without an answer"
+            acks += decoder.feed(data)
+        writer.close()
+        assert server.too_large == 1
+    ack = acks[0].decode()
+    assert "MSA|AR|M1" in ack
+    assert "limit of 1000 bytes" in ack and "9999" not in ack
+    assert seen == []
+
+
+def test_a_whole_frame_over_the_limit_in_one_packet_is_dropped_too() -> None:
+    decoder = MLLPDecoder(max_message_bytes=10)
+    assert decoder.feed(frame("x" * 50)) == []
+    assert decoder.overflows == 1 and decoder.overflow_head == b"x" * 50
+    assert decoder.feed(frame("short")) == [b"short"]
