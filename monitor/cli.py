@@ -994,6 +994,7 @@ def ingest_cmd(
     if fmt is not None and fmt not in FORMATS:
         fail(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     from monitor.sources.base import content_name, timezone_of
+    from monitor.sources.limits import ParseLimits
 
     try:
         timezone_of({"timezone": timezone})
@@ -1018,6 +1019,7 @@ def ingest_cmd(
             whole=(fmt == "csv"),
             assume_tz=timezone,
             commit_every=0 if fmt == "csv" else INGEST_BATCH,
+            limits=ParseLimits.from_config(c.settings.raw),  # the site's [ingest] bounds
         )
     typer.echo(
         f"{path.name}: {out.stored} stored, {out.duplicates} duplicate(s), "

@@ -518,6 +518,7 @@ class Service(HostBasics):
                 lambda: (self.config.protocols, self.config.routing, self.mapping),
                 self.clock.now,
                 self.wake_dispatcher,
+                limits=self.parse_limits,
             )
             self.sources.append(poller)
             self.scheduler.add_job(

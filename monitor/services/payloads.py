@@ -116,12 +116,14 @@ def ingest_payload(
     whole: bool = False,
     assume_tz: str = "UTC",
     commit_every: int = 0,
+    limits: ParseLimits | None = None,
 ) -> PayloadResult:
     """Parse and ingest a payload. With `whole` (CSV files) it is all or nothing: if any
     part cannot be used, nothing is stored and the payload is quarantined as one.
     `commit_every` commits after that many messages (back-loading a long history holds
-    the write lock for one batch at a time, and pays one commit per batch)."""
-    parsed = parse_payload(payload, fmt, mapping, source_name, assume_tz)
+    the write lock for one batch at a time, and pays one commit per batch). `limits`
+    are the site's `[ingest]` bounds (the defaults when None)."""
+    parsed = parse_payload(payload, fmt, mapping, source_name, assume_tz, limits)
     return store_parsed(session, parsed, source, now, protocols, routing, whole, commit_every)
 
 

@@ -24,6 +24,7 @@ from monitor.routing import Routing
 from monitor.services.ingest import IngestResult, ingest_message, quarantine
 from monitor.sources.base import timezone_of
 from monitor.sources.fhir import parse_fhir
+from monitor.sources.limits import DEFAULT_LIMITS, ParseLimits
 from monitor.sources.model import ParseError
 from monitor.store.db import session_scope
 from monitor.store.models import SourceCursorRow
@@ -58,6 +59,7 @@ class FhirPoller:
         now: Callable[[], datetime],
         on_alerts: Callable[[], None] = lambda: None,
         client: httpx.Client | None = None,
+        limits: ParseLimits = DEFAULT_LIMITS,
     ) -> None:
         self.base_url = str(settings["base_url"]).rstrip("/")
         self.codes = tuple(settings.get("codes", DEFAULT_CODES))
@@ -65,6 +67,7 @@ class FhirPoller:
         self.start_from = _utc(str(settings.get("start_from", "1970-01-01T00:00:00Z"))) or ""
         self.cursor_name = f"{self.name}:{self.base_url}"
         self.engine = engine
+        self.limits = limits  # the site's [ingest] bounds, as for every other door
         self.context = context
         self.now = now
         self.on_alerts = on_alerts
@@ -127,7 +130,9 @@ class FhirPoller:
                 meta = resource.get("meta") or {}
                 raw = json.dumps(resource)
                 try:
-                    messages = parse_fhir(raw, mapping=mapping, assume_tz=self.timezone)
+                    messages = parse_fhir(
+                        raw, mapping=mapping, assume_tz=self.timezone, limits=self.limits
+                    )
                 except ParseError as exc:
                     quarantine(session, self.name, "fhir", raw, exc.reason, now)
                     continue

@@ -214,3 +214,24 @@ def test_backload_a_hundred_messages_with_monitor_ingest(tmp_path: Path, cli) ->
     assert "100 stored, 0 duplicate(s), 0 quarantined" in r.out
     again = cli("ingest", str(path), "--format", "hl7")
     assert "0 stored, 100 duplicate(s)" in again.out
+
+
+def test_monitor_ingest_applies_the_sites_ingest_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`[ingest]` bounds hold for `monitor ingest` as for the listening sources."""
+    from monitor.cli import main
+
+    text = CONFIG.read_text().replace(
+        'dir = "protocols"', f'dir = "{ROOT / "config" / "protocols"}"', 1
+    )
+    config = tmp_path / "monitor.toml"
+    config.write_text(text + "\n[ingest]\nmax_segments = 3\n")
+    monkeypatch.setenv("MONITOR_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    path = tmp_path / "one.hl7"
+    path.write_text(hl7("LIM1", "777", datetime(2026, 3, 2, 9, tzinfo=UTC), alt=20, ast=21))
+    capsys.readouterr()
+    main(["--config", str(config), "ingest", str(path)])
+    out = capsys.readouterr().out
+    assert "0 stored" in out and "1 quarantined" in out
+    assert "the limit is 3" in out

@@ -359,3 +359,35 @@ async def test_csv_folder_never_follows_a_link_and_sets_big_files_aside(
     with session_scope(rig.service.engine) as s:
         raws = [q.raw for q in s.exec(select(QuarantineRow))]
     assert not any("hunter2" in (r or "") for r in raws)
+
+
+def test_fhir_poller_holds_the_sites_ingest_bounds(rig: Rig) -> None:
+    """An Observation nested deeper than `[ingest] fhir_max_depth` is quarantined with
+    that reason, as at the push endpoint; the rest of the page is taken in."""
+    from monitor.sources.limits import ParseLimits
+
+    start = datetime.now(UTC) - timedelta(days=20)
+    rig.clock.set(datetime.now(UTC))
+    enrol(rig, "P-1", start=start, identifiers=["FHIR:Patient/p1"])
+    deep = observation(1, start + timedelta(days=2), 30)
+    nested: dict[str, Any] = {"url": "x"}
+    for _ in range(12):
+        nested = {"url": "x", "extension": [nested]}
+    deep["extension"] = [nested]
+    server = FhirServer([observation(0, start + timedelta(days=1), 20), deep])
+    svc = rig.service
+    try:
+        poller = FhirPoller(
+            {"base_url": server.url, "page_size": 5},
+            svc.engine,
+            lambda: (svc.config.protocols, svc.config.routing, svc.mapping),
+            rig.clock.now,
+            limits=ParseLimits(fhir_max_depth=10),
+        )
+        poller.poll()
+        assert [e.payload["results"]["alt"] for e in events(rig)] == [20.0]
+        with session_scope(svc.engine) as s:
+            [held] = waiting(s)
+        assert "nested" in held.reason and "10" in held.reason
+    finally:
+        server.close()
