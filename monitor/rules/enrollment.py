@@ -13,7 +13,7 @@ from monitor.core.protocol import Protocol
 from monitor.core.state import PatientState
 from monitor.core.timeline import max_dose
 from monitor.rules import rule
-from monitor.rules.context import fmt, finding
+from monitor.rules.context import finding, fmt
 
 
 def _reduced(gene: str, state: PatientState, protocol: Protocol) -> list[Finding]:
