@@ -23,9 +23,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("patients", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column(
-                "nudt15", sa.String(length=16), nullable=False, server_default="unknown"
-            )
+            sa.Column("nudt15", sa.String(length=16), nullable=False, server_default="unknown")
         )
 
 
