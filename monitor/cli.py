@@ -325,6 +325,9 @@ def enroll_cmd(
     start_dose: Annotated[float | None, typer.Option("--start-dose", help="mg/day")] = None,
     prior_toxic_dose: Annotated[float | None, typer.Option("--prior-toxic-dose")] = None,
     tpmt: Annotated[str, typer.Option("--tpmt")] = "unknown",
+    nudt15: Annotated[
+        str, typer.Option("--nudt15", help="normal, intermediate, poor or unknown")
+    ] = "unknown",
     baseline: Annotated[
         list[str] | None, typer.Option("--baseline", help="alt=22 (repeat a key for a mean)")
     ] = None,
@@ -362,6 +365,7 @@ def enroll_cmd(
             "weight_kg": weight,
             "start": (start or now.isoformat()),
             "tpmt": tpmt,
+            "nudt15": nudt15,
             "baseline": pairs(baseline or [], "--baseline"),
             "uln": pairs(uln or [], "--uln"),
             "identifiers": identifier or [],
@@ -569,6 +573,7 @@ def patient_show(
             "weight_kg": row.weight_kg,
             "start": row.start.isoformat(),
             "tpmt": row.tpmt,
+            "nudt15": row.nudt15,
             "baseline": row.baseline,
             "uln": {
                 a: uln_for(a, result.state.patient, None, protocol) for a in protocol.default_uln
@@ -590,7 +595,10 @@ def patient_show(
     if as_json:
         typer.echo(json.dumps(doc, indent=2))
         return
-    typer.echo(f"Patient {patient_id}  protocol {doc['protocol']}  TPMT {row.tpmt}")
+    typer.echo(
+        f"Patient {patient_id}  protocol {doc['protocol']}  TPMT {row.tpmt}  "
+        f"NUDT15 {row.nudt15}"
+    )
     typer.echo(
         f"  {doc['phase']}; dose {pos.dose_mg if pos.dose_mg is not None else '-'} mg/day "
         f"(max {pos.max_dose_mg:g}); next panel due {_fmt_time(pos.next_due)}"

@@ -87,6 +87,7 @@ class PatientIn(Strict):
     start_dose_mg: Positive | None = None
     prior_toxic_dose_mg: Positive | None = None
     tpmt: Literal["normal", "intermediate", "poor", "unknown"] = "unknown"
+    nudt15: Literal["normal", "intermediate", "poor", "unknown"] = "unknown"
     baseline: BaselineIn
     uln: UlnIn = UlnIn()
     protocol: str | None = None
@@ -115,6 +116,7 @@ class PatientIn(Strict):
                 float(self.prior_toxic_dose_mg) if self.prior_toxic_dose_mg is not None else None
             ),
             tpmt=self.tpmt,
+            nudt15=self.nudt15,
         )
 
 

@@ -60,6 +60,25 @@ EXPECTED_RULES = {
         "stop.transaminase_symptomatic",
         "lab.overdue",
     ],
+    # issue 9
+    "06-cholestatic-after-increase.json": ["warn.cholestatic"],
+    "07-bilirubin-only-rise.json": ["warn.cholestatic"],
+    "08-missed-repeat-after-warning.json": [
+        "titration.escalation_due",
+        "warn.transaminase_elevated",
+        "lab.overdue",
+    ],
+    "09-increase-during-hold.json": [
+        "warn.transaminase_elevated",
+        "titration.target_reached",
+        "titration.increase_during_hold",
+    ],
+    "10-tpmt-poor-no-reminders.json": ["enrollment.tpmt_deficient"],
+    "11-nudt15-intermediate-reduced-cap.json": [
+        "enrollment.nudt15_deficient",
+        "titration.escalation_due",
+        "titration.target_reached",
+    ],
 }
 
 
@@ -84,6 +103,52 @@ def test_examples_give_contract_lines(cli: CliRunner, example: Path) -> None:
         assert a["at"].endswith("Z") and a["severity"] in ("critical", "warning", "info")
         assert a["patient"] == json.loads(example.read_text())["patient"]["id"]
     assert [a["at"] for a in alerts] == sorted(a["at"] for a in alerts)
+
+
+def _replay(cli: CliRunner, name: str) -> list[dict[str, Any]]:
+    result = cli("replay", str(ROOT / "examples" / name), "--json")
+    assert result.code == 0, result.err
+    return lines(result.out)
+
+
+def test_issue9_examples_say_what_the_issue_asks(cli: CliRunner) -> None:
+    """The moments and words that matter in examples 06-11, beyond the rule order."""
+    chol = _replay(cli, "06-cholestatic-after-increase.json")[0]
+    assert chol["at"] == "2026-01-15T08:00:00Z"
+    assert "Pattern: cholestatic (R 0.29)" in chol["message"]
+    assert "Hold dose escalation" in chol["message"]
+    bili = _replay(cli, "07-bilirubin-only-rise.json")[0]
+    assert "bilirubin 39.9" in bili["message"] and "1.9x ULN" in bili["message"]
+    overdue = [a for a in _replay(cli, "08-missed-repeat-after-warning.json")]
+    # the warning at 02-04 09:00 asked for a repeat within 5 days; grace 1 day
+    assert [(a["at"], a["rule"]) for a in overdue[1:]] == [
+        ("2026-02-04T09:00:00Z", "warn.transaminase_elevated"),
+        ("2026-02-10T09:00:00Z", "lab.overdue"),
+    ]
+    assert "warn.transaminase_elevated" in overdue[2]["message"]
+    hold = _replay(cli, "09-increase-during-hold.json")[-1]
+    assert hold["at"] == "2026-01-13T09:00:00Z" and "50 -> 75" in hold["message"]
+    poor = _replay(cli, "10-tpmt-poor-no-reminders.json")
+    assert poor[0]["severity"] == "critical" and "non-thiopurine" in poor[0]["message"]
+    nudt = _replay(cli, "11-nudt15-intermediate-reduced-cap.json")
+    assert "reduced cap is 1 mg/kg/day (max 75 mg/day)" in nudt[0]["message"]
+    assert "maximum 75 mg/day" in nudt[2]["message"]
+
+
+def test_reminders_come_back_without_the_metaboliser_status(cli: CliRunner, tmp_path: Path) -> None:
+    """Examples 10 and 11 show the status at work: the same course with normal TPMT and
+    NUDT15 gets reminders (10) and a step past 75 mg (11)."""
+    for name, status in (
+        ("10-tpmt-poor-no-reminders.json", "tpmt"),
+        ("11-nudt15-intermediate-reduced-cap.json", "nudt15"),
+    ):
+        data = json.loads((ROOT / "examples" / name).read_text())
+        data["patient"][status] = "normal"
+        got = lines(cli("replay", write(tmp_path, data), "--json").out)
+        due = [a for a in got if a["rule"] == "titration.escalation_due"]
+        assert due, name
+        if status == "nudt15":
+            assert any("75 -> 100" in a["message"] for a in due)
 
 
 def test_contract_example(cli: CliRunner, tmp_path: Path) -> None:
@@ -127,6 +192,7 @@ BAD_CASES = [
     ("patient.weight_kg", "heavy", "patient.weight_kg"),
     ("patient.baseline.alt", _DELETE, "patient.baseline.alt"),
     ("patient.tpmt", "low", "patient.tpmt"),
+    ("patient.nudt15", "slow", "patient.nudt15"),
     ("patient.start", "2026-01-05T09:00:00", "patient.start"),
     ("until", _DELETE, "until"),
     ("events.0.results.alt", -5, "events[0].results.alt"),

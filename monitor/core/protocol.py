@@ -101,6 +101,9 @@ class Pharmacogenomics:
 
     poor_escalation_reminders: bool
     intermediate_max_mg_per_kg: float
+    # Whether an unrecorded NUDT15 status raises `enrollment.nudt15_unknown` (TPMT
+    # unknown always does): a profile whose source asks for NUDT15 testing says so.
+    nudt15_unknown_alert: bool
 
 
 @dataclass(frozen=True)
@@ -505,6 +508,7 @@ def parse_protocol(data: Mapping[str, Any], path: str = "") -> Protocol:
     pharmacogenomics = Pharmacogenomics(
         poor_escalation_reminders=pgx.flag("poor_escalation_reminders"),
         intermediate_max_mg_per_kg=pgx.num("intermediate_max_mg_per_kg"),
+        nudt15_unknown_alert=pgx.flag("nudt15_unknown_alert"),
     )
     if pharmacogenomics.intermediate_max_mg_per_kg > dosing.max_mg_per_kg:
         raise ProtocolError(

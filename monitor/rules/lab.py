@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from monitor.core.domain import Finding
 from monitor.core.protocol import Protocol
@@ -10,6 +10,15 @@ from monitor.core.state import PatientState
 from monitor.core.timeline import DAY, HOUR, deadline
 from monitor.rules import rule
 from monitor.rules.context import finding, fmt
+
+
+def span(td: timedelta) -> str:
+    """A grace or gap in words a nurse reads without arithmetic: "1 day", "12 hours"."""
+    if td < DAY:
+        n, unit = td / HOUR, "hour"
+    else:
+        n, unit = td / DAY, "day"
+    return f"{fmt(n)} {unit}{'' if n == 1 else 's'}"
 
 
 @rule("lab.overdue")
@@ -33,14 +42,14 @@ def overdue(state: PatientState, now: datetime, protocol: Protocol) -> list[Find
         message = (
             f"Repeat liver panel overdue: {asked.rule} on {asked.at:%Y-%m-%d %H:%M} UTC asked "
             f"for repeat LFTs {when}, due {dl.due:%Y-%m-%d %H:%M} UTC (grace "
-            f"{fmt(dl.grace / DAY)} days); none since {since}. Arrange LFTs now; do not "
+            f"{span(dl.grace)}); none since {since}. Arrange LFTs now; do not "
             "escalate the dose until they are back."
         )
     else:
         message = (
             f"Liver panel overdue: none since {since}; it was due {dl.due:%Y-%m-%d %H:%M} UTC "
-            f"(every {fmt((dl.due - dl.anchor_at) / DAY)} days, grace {fmt(dl.grace / DAY)} "
-            "days). Arrange LFTs now; do not escalate the dose until they are back."
+            f"(every {span(dl.due - dl.anchor_at)}, grace {span(dl.grace)}). Arrange LFTs "
+            "now; do not escalate the dose until they are back."
         )
     return [
         finding(

@@ -56,6 +56,7 @@ def enroll(
             start_dose_mg=domain.start_dose_mg,
             prior_toxic_dose_mg=domain.prior_toxic_dose_mg,
             tpmt=domain.tpmt,
+            nudt15=domain.nudt15,
             baseline=dict(domain.baseline),
             uln=dict(domain.uln),
             protocol_id=protocol_id,

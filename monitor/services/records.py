@@ -19,6 +19,7 @@ def patient_of(row: PatientRow) -> Patient:
         uln={k: float(v) for k, v in row.uln.items()},
         prior_toxic_dose_mg=row.prior_toxic_dose_mg,
         tpmt=row.tpmt,  # type: ignore[arg-type]
+        nudt15=row.nudt15,  # type: ignore[arg-type]
     )
 
 

@@ -33,6 +33,9 @@ class PatientRow(SQLModel, table=True):
     start_dose_mg: float
     prior_toxic_dose_mg: float | None = None
     tpmt: str = Field(default="unknown", max_length=16)
+    nudt15: str = Field(
+        default="unknown", max_length=16, sa_column_kwargs={"server_default": "unknown"}
+    )
     baseline: dict[str, Any] = _json()
     uln: dict[str, Any] = _json()
     protocol_id: str = Field(max_length=64)

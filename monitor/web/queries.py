@@ -449,6 +449,7 @@ def patient_detail(
         weight_kg=row.weight_kg,
         start=row.start,
         tpmt=row.tpmt,
+        nudt15=row.nudt15,
         baseline={k: float(v) for k, v in row.baseline.items()},
         uln=uln,
         identifiers=[format_identifier(i.system, i.value) for i in identifiers],

@@ -139,6 +139,7 @@ class PatientDetailOut(PatientSummaryOut):
     weight_kg: float
     start: datetime
     tpmt: str
+    nudt15: str = "unknown"
     baseline: dict[str, float]
     uln: dict[str, float]
     identifiers: list[str]

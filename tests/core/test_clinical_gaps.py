@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from monitor.core.domain import LabEvent
-from monitor.core.timeline import escalation
-from tests.helpers import SEED, Seq, day, rules_fired, run_events
+from monitor.core.timeline import escalation, max_dose
+from tests.helpers import BSR, SEED, Seq, day, rules_fired, run_events
 
 
 def test_cholestatic_panel_after_increase_warns_and_gives_no_escalation() -> None:
@@ -62,3 +62,51 @@ def test_increase_during_a_hold_is_flagged() -> None:
     assert len(hold) == 1 and "warn.transaminase_elevated" in hold[0].message
     calm = run_events([s.lab(day(6), alt=22, ast=21), s.dose(day(8), 75)], until=day(8))
     assert "titration.increase_during_hold" not in rules_fired(calm)
+
+
+def enrolment_findings(**patient_kw: object) -> dict[str, str]:
+    result = run_events([], **patient_kw)
+    return {f.rule: f.severity for f in result.findings if f.rule.startswith("enrollment.")}
+
+
+def test_nudt15_poor_and_intermediate_alert_beside_tpmt() -> None:
+    poor = run_events([], nudt15="poor")
+    crit = [f for f in poor.findings if f.rule == "enrollment.nudt15_deficient"]
+    assert [f.severity for f in crit] == ["critical"]
+    assert SEED.poor_metaboliser_advice in crit[0].message
+    assert "enrollment.tpmt_deficient" not in {f.rule for f in poor.findings}
+    inter = enrolment_findings(nudt15="intermediate")
+    assert inter == {"enrollment.nudt15_deficient": "warning"}
+    # The contract's TPMT ids are unchanged: a TPMT-poor patient still gets its own.
+    assert enrolment_findings(tpmt="poor", nudt15="poor") == {
+        "enrollment.tpmt_deficient": "critical",
+        "enrollment.nudt15_deficient": "critical",
+    }
+    # Neither profile alerts on an unrecorded NUDT15 (their sources ask for TPMT only).
+    assert enrolment_findings(nudt15="unknown") == {}
+    assert enrolment_findings(nudt15="unknown", protocol=BSR) == {}
+
+
+def test_nudt15_unknown_alert_is_a_profile_choice() -> None:
+    from dataclasses import replace
+
+    asks = replace(SEED, pharmacogenomics=replace(SEED.pharmacogenomics, nudt15_unknown_alert=True))
+    assert enrolment_findings(nudt15="unknown", protocol=asks) == {
+        "enrollment.nudt15_unknown": "warning"
+    }
+    assert enrolment_findings(nudt15="normal", protocol=asks) == {}
+
+
+def test_nudt15_intermediate_gets_the_reduced_cap_and_poor_no_reminders() -> None:
+    s = Seq()
+    events = [s.lab(day(n), alt=22, ast=20) for n in (3, 6, 9, 12)]
+    normal = run_events(events, until=day(13))
+    inter = run_events(events, until=day(13), nudt15="intermediate")
+    # 62 kg at 1.0 mg/kg/day: 50 mg (down to a 25 mg step), the start dose, so no step up.
+    assert max_dose(inter.state.patient, SEED) == 50.0
+    assert "titration.escalation_due" in rules_fired(normal)
+    assert "titration.escalation_due" not in rules_fired(inter)
+    poor = run_events(events, until=day(13), nudt15="poor")
+    assert "titration.escalation_due" not in rules_fired(poor)
+    esc = escalation(poor.state, day(13), SEED)
+    assert not esc.allowed and esc.reason.startswith("NUDT15 poor metaboliser")

@@ -83,3 +83,59 @@ def test_next_due_never_before_the_last_panel(
     # Each (rule, key) at most once.
     keys = [(f.rule, f.key) for f in result.findings]
     assert len(keys) == len(set(keys))
+
+
+# Issue 9: a step up is never advised while the latest results since the last dose
+# change have any analyte above its line. The helper patient's baselines are all below
+# ULN, so each line is its ULN (the patient's, or the profile's for GGT).
+LINE = {"alt": 33.0, "ast": 32.0, "alp": 120.0, "bilirubin": 21.0, "ggt": SEED.default_uln["ggt"]}
+# Multiples of the line: mostly near it (either side, and exactly on it), rarely far above.
+multiple = st.one_of(
+    st.sampled_from([0.5, 0.9, 1.0, 1.01, 1.3]), st.floats(0.2, 2.2, allow_nan=False)
+)
+some_results = st.dictionaries(st.sampled_from(sorted(LINE)), multiple, min_size=1)
+course_step = st.tuples(
+    st.floats(0.5, 9, allow_nan=False),
+    st.one_of(
+        st.builds(lambda r: ("lab", r), some_results),
+        st.builds(lambda d: ("dose", d), st.sampled_from([25.0, 50.0, 75.0, 100.0])),
+    ),
+)
+
+
+@given(st.lists(course_step, min_size=1, max_size=14), st.floats(0, 20, allow_nan=False))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+def test_no_escalation_advice_over_an_abnormal_latest_panel(
+    steps: list[tuple[float, tuple[str, object]]], tail: float
+) -> None:
+    events: list[Event] = []
+    t = day(0)
+    for i, (gap, (kind, value)) in enumerate(steps):
+        t += timedelta(days=gap)
+        if kind == "lab":
+            assert isinstance(value, dict)
+            events.append(LabEvent(str(i), t, {a: m * LINE[a] for a, m in value.items()}))
+        else:
+            assert isinstance(value, float)
+            events.append(DoseEvent(str(i), t, value))
+    result = run_events(events, until=t + timedelta(days=tail), weight_kg=90.0)
+    for f in result.findings:
+        if f.rule != "titration.escalation_due":
+            continue
+        changes = [e.at for e in events if isinstance(e, DoseEvent) and e.at <= f.at]
+        since = max(changes, default=day(0))
+        labs = [e for e in events if isinstance(e, LabEvent) and since <= e.at <= f.at]
+        panels = [lab for lab in labs if lab.is_liver_panel]
+        assert panels, "escalation advised with no liver panel since the last change"
+        # Each analyte counts by its latest value since the change: a separate later
+        # result of that analyte (a GGT or bilirubin message of its own) supersedes
+        # the panel's, so the latest panel's value stands unless one came after it.
+        latest: dict[str, float] = {}
+        for lab in labs:
+            latest.update(lab.results)
+        remeasured = {a for lab in labs if lab.at > panels[-1].at for a in lab.results}
+        above = {
+            a: v for a, v in panels[-1].results.items() if v > LINE[a] and a not in remeasured
+        }
+        assert not above, f"escalation advised at {f.at} over the latest panel's {above}"
+        assert all(v <= LINE[a] for a, v in latest.items()), (f.at, latest)
