@@ -7,47 +7,20 @@ user's teams is audited in the same transaction as the change.
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from monitor.rotas import on_call
+from monitor.teams import oncall_rows
 
 if TYPE_CHECKING:
     from monitor.cli import Ctx
-    from monitor.routing import Routing
 
 
 def _ctx(ctx: typer.Context) -> Ctx:
     from monitor.cli import ctx_of
 
     return ctx_of(ctx)
-
-
-def oncall_rows(routing: Routing, now: datetime) -> list[dict[str, str | bool]]:
-    """Who is on call now and next for every rota (the console's health page too)."""
-    rows: list[dict[str, str | bool]] = []
-    for rota in routing.rotas.values():
-        now_on = on_call(rota, now)
-
-        def label(name: str) -> str:
-            r = routing.recipients.get(name)
-            return r.label if r else name
-
-        rows.append(
-            {
-                "rota": rota.name,
-                "label": rota.label,
-                "now": label(now_on.member),
-                "now_id": now_on.member,
-                "until": now_on.until.astimezone(rota.tz).isoformat(timespec="minutes"),
-                "next": label(now_on.next_member),
-                "next_id": now_on.next_member,
-                "overridden": now_on.overridden,
-            }
-        )
-    return rows
 
 
 def oncall_cmd(

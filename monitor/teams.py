@@ -15,10 +15,10 @@ from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from monitor.rotas import Override, Rota
+from monitor.rotas import Override, Rota, on_call
 
 if TYPE_CHECKING:
-    from monitor.routing import Team
+    from monitor.routing import Routing, Team
 
 ROTA_STEP = "rota:"  # a frozen step "rota:<id>:<recipient>"
 PERSON_STEP = "recipient:"  # a frozen step naming one recipient
@@ -128,3 +128,28 @@ def team_for_source(teams: Mapping[str, Team], value: str | None) -> str | None:
         if any(s.strip().lower() == needle for s in team.sources):
             return team.name
     return None
+
+
+def oncall_rows(routing: Routing, now: datetime) -> list[dict[str, str | bool]]:
+    """Who is on call now and next for every rota (the console's health page too)."""
+    rows: list[dict[str, str | bool]] = []
+    for rota in routing.rotas.values():
+        now_on = on_call(rota, now)
+
+        def label(name: str) -> str:
+            r = routing.recipients.get(name)
+            return r.label if r else name
+
+        rows.append(
+            {
+                "rota": rota.name,
+                "label": rota.label,
+                "now": label(now_on.member),
+                "now_id": now_on.member,
+                "until": now_on.until.astimezone(rota.tz).isoformat(timespec="minutes"),
+                "next": label(now_on.next_member),
+                "next_id": now_on.next_member,
+                "overridden": now_on.overridden,
+            }
+        )
+    return rows
