@@ -424,7 +424,10 @@ def reaches_a_person(routing: Routing, recipient: str) -> bool:
 def unreachable_critical(routing: Routing) -> str | None:
     """Why a critical alert could reach nobody but the log, or None when every route a
     critical alert can take pages at least one person (SMS, email, webhook...)."""
-    critical = [r for r in routing.routes if not r.severities or "critical" in r.severities]
+    team_routes = [r for t in routing.teams.values() for r in t.routes]
+    critical = [
+        r for r in (*team_routes, *routing.routes) if not r.severities or "critical" in r.severities
+    ]
     if not critical:
         return 'no route takes critical alerts ([[routes]] with severities = ["critical"])'
     for route in critical:

@@ -195,3 +195,22 @@ def test_the_demo_config_with_teams_and_a_rota_passes(
 ) -> None:
     monkeypatch.delenv("MONITOR_DATABASE_URL", raising=False)
     assert check(_config(tmp_path, "")).problems == []
+
+
+def test_users_teams_limits_an_account_and_is_audited(cli: CliRunner, clock: ManualClock) -> None:
+    from monitor.accounts import add_user
+
+    assert cli("db", "upgrade").code == 0
+    with session_scope(_engine()) as s:
+        add_user(s, "cora", "coordinator", "correct horse battery", NOW)
+        add_user(s, "ada", "admin", "correct horse battery", NOW)
+    r = cli("users", "teams", "cora", "rheumatology")
+    assert r.code == 0 and "cora: rheumatology." in r.out, r.err
+    rows = [json.loads(line) for line in cli("audit", "--json").out.splitlines()]
+    change = next(row for row in rows if row["action"] == "user.teams")
+    assert change["detail"]["teams"] == ["rheumatology"]
+    bad = cli("users", "teams", "cora", "derm")
+    assert bad.code == 2 and "unknown team 'derm'" in bad.err
+    admin = cli("users", "teams", "ada", "ibd")
+    assert admin.code == 2 and "an admin sees every team" in admin.err
+    assert "every team" in cli("users", "teams", "cora").out
