@@ -153,6 +153,21 @@ class Routing:
             return team.members if team else ()
         return self.groups.get(step, ())
 
+    def step_label(self, step: str) -> str:
+        """A frozen step in words: "Rheumatology on call: Dr Adams", a team's label..."""
+        if step.startswith(ROTA_STEP):
+            _, rota, who = step.split(":", 2)
+            person = self.recipients.get(who)
+            name = self.rotas[rota].label if rota in self.rotas else rota
+            return f"{name}: {person.label if person else who}"
+        if step.startswith(PERSON_STEP) or step in self.recipients:
+            one = self.recipients.get(step.removeprefix(PERSON_STEP))
+            return one.label if one else step
+        if step.startswith("team:"):
+            team = self.teams.get(step[len("team:") :])
+            return team.label if team else step
+        return step
+
     def possible_members(self, step: str) -> tuple[str, ...]:
         """Everyone a configured step can reach (a rota: any of its members)."""
         if step in self.rotas:

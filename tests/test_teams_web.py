@@ -93,3 +93,16 @@ def test_the_health_page_shows_who_is_on_call(console: Console) -> None:
     assert 'id="oncall"' in page and "Rheumatology on call" in page
     # NOW (2026-03-12) is in shift 9 (the tenth week) of the two-person rota: Dr Baker.
     assert "Dr Baker (rheumatology)" in page
+
+
+def test_the_alert_page_names_the_rota_member_frozen_into_the_chain(console: Console) -> None:
+    routing = console.host.config.routing
+    with session_scope(console.engine) as s:
+        lead = next(a for a in s.exec(select(AlertRow)) if a.chain and a.severity == "critical")
+        lead.chain = ["rota:rheum_oncall:dr_adams", "team:rheumatology", "coordinators"]
+        s.add(lead)
+        code = lead.code
+    assert routing.step_label("recipient:ibd_consultant") == "IBD consultant"
+    page = signed_in(console, "cora").get(f"/alerts/{code}").text
+    assert "Rheumatology on call: Dr Adams (rheumatology)" in page
+    assert "<li" in page and "Rheumatology" in page

@@ -176,6 +176,7 @@ def alert_page(request: Request, principal: PageUser, code: str) -> Response:
         principal,
         a=detail,
         labels={name: r.label for name, r in recipients.items()},
+        step_labels={g: host.config.routing.step_label(g) for g in detail.escalation.chain},
     )
 
 
