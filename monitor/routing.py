@@ -160,6 +160,8 @@ class Routing:
             person = self.recipients.get(who)
             name = self.rotas[rota].label if rota in self.rotas else rota
             return f"{name}: {person.label if person else who}"
+        if step in self.groups:
+            return step  # a group keeps its name (the console's own labelling is elsewhere)
         if step.startswith(PERSON_STEP) or step in self.recipients:
             one = self.recipients.get(step.removeprefix(PERSON_STEP))
             return one.label if one else step
