@@ -121,6 +121,22 @@ def set_role(session: Session, username: str, role: str) -> UserRow:
     return user
 
 
+def set_teams(session: Session, username: str, teams: list[str], known: set[str]) -> UserRow:
+    """Limit a user to these care teams (monitor/web/scope.py); [] lifts the limit.
+    An admin is never limited: administering is not a clinical view."""
+    unknown = [t for t in teams if t not in known]
+    if unknown:
+        raise AccountError(
+            f"teams: unknown team {unknown[0]!r} (known: {', '.join(sorted(known)) or 'none'})"
+        )
+    user = get_user(session, username)
+    if teams and user.role == "admin":
+        raise AccountError("teams: an admin sees every team; give the limit to a clinician")
+    user.teams = sorted(set(teams))
+    session.add(user)
+    return user
+
+
 def set_disabled(session: Session, username: str, disabled: bool, now: datetime) -> UserRow:
     """Disable (ending sessions and revoking tokens) or enable a user."""
     user = get_user(session, username)

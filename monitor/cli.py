@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
-from monitor import doctor, install_cli
+from monitor import cli_teams, doctor, install_cli
 from monitor.cli_audit import record_cli
 from monitor.clock import Clock, SystemClock
 from monitor.core.clinical import grades
@@ -66,6 +66,9 @@ app.add_typer(web_cli.users_app, name="users")
 app.command("audit")(web_cli.audit_cmd)
 app.command("web")(web_cli.web_cmd)
 app.command("doctor")(doctor.doctor_cmd)
+app.command("oncall")(cli_teams.oncall_cmd)
+patient_app.command("team")(cli_teams.patient_team_cmd)
+web_cli.users_app.command("teams")(cli_teams.users_teams_cmd)
 quarantine_app = typer.Typer(
     help="Input that could not be used, waiting for a person.", no_args_is_help=True
 )
@@ -346,6 +349,7 @@ def enroll_cmd(
     name: Annotated[
         str | None, typer.Option("--name", help="Display name, shown only on the console.")
     ] = None,
+    team: Annotated[str | None, typer.Option("--team", help="Care team ([teams.<id>])")] = None,
 ) -> None:
     """Enrol a patient at the (re)start of azathioprine."""
     c = ctx_of(ctx)
@@ -359,6 +363,8 @@ def enroll_cmd(
         data = loaded.get("patient", loaded) if isinstance(loaded, dict) else {}
         if patient_id:
             data["id"] = patient_id
+        if team:
+            data["care_team"] = team
     else:
         data = {
             "id": patient_id,
@@ -375,6 +381,7 @@ def enroll_cmd(
             ("prior_toxic_dose_mg", prior_toxic_dose),
             ("protocol", protocol),
             ("name", name),
+            ("care_team", team),
         ):
             if value is not None:
                 data[key] = value
@@ -671,6 +678,7 @@ def demo_cmd(
 ) -> None:
     """Enrol the example patients (shifted so their story ends now) and show their status."""
     from monitor.replay import ScenarioError, load_scenario
+    from monitor.services.demo_calm import calm_history
 
     c = ctx_of(ctx)
     now = c.clock.now()
@@ -709,6 +717,7 @@ def demo_cmd(
                 )
         with c.session() as session:
             evaluate_patient(session, patient.id, now, c.protocols(), c.routing())
+            calm_history(session, patient.id, now, c.routing())
         typer.echo(f"Enrolled example {patient.id} from {path.name}.")
     for proto in c.protocols().values():
         if not proto.approval.approved:

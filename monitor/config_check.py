@@ -265,18 +265,24 @@ def _reference_problems(raw: Mapping[str, Any]) -> list[Problem]:
                         _suggest(member, recipients),
                     )
                 )
+    rotas = _table(raw, "rotas")
+    steps = {**groups, **rotas, **recipients}
     routes = raw.get("routes", [])
-    for i, route in enumerate(routes if isinstance(routes, list) else []):
-        chain = route.get("escalation", []) if isinstance(route, dict) else []
-        for g in [chain] if isinstance(chain, str) else chain if isinstance(chain, list) else []:
-            if isinstance(g, str) and g not in groups:
-                out.append(
-                    Problem(
-                        f"routes[{i}].escalation",
-                        f"no group {g!r} in [groups]",
-                        _suggest(g, groups),
-                    )
-                )
+    out += _route_problems(routes, "routes", steps, groups)
+    for name, rota in rotas.items():
+        members = rota.get("members", []) if isinstance(rota, dict) else []
+        out += _member_problems(members, f"rotas.{name}.members", recipients)
+        overrides = rota.get("overrides", []) if isinstance(rota, dict) else []
+        for i, o in enumerate(overrides if isinstance(overrides, list) else []):
+            member = o.get("member") if isinstance(o, dict) else None
+            out += _member_problems([member], f"rotas.{name}.overrides[{i}].member", recipients)
+    for name, team in _table(raw, "teams").items():
+        if not isinstance(team, dict):
+            continue
+        out += _member_problems(team.get("members", []), f"teams.{name}.members", recipients)
+        out += _route_problems(
+            team.get("routes", []), f"teams.{name}.routes", {**steps, name: 1}, groups
+        )
     failure = _table(raw, "escalation").get("delivery_failure_group", "coordinators")
     if routes and isinstance(failure, str) and failure not in groups:
         out.append(
@@ -289,9 +295,41 @@ def _reference_problems(raw: Mapping[str, Any]) -> list[Problem]:
     return out
 
 
+def _member_problems(members: Any, path: str, recipients: Mapping[str, Any]) -> list[Problem]:
+    items = [members] if isinstance(members, str) else members if isinstance(members, list) else []
+    return [
+        Problem(path, f"no recipient {m!r} in [recipients]", _suggest(m, recipients))
+        for m in items
+        if isinstance(m, str) and m not in recipients
+    ]
+
+
+def _route_problems(
+    routes: Any, prefix: str, steps: Mapping[str, Any], groups: Mapping[str, Any]
+) -> list[Problem]:
+    """Each escalation step names a group, a rota or a recipient (or, in a team's
+    route, the team itself)."""
+    out: list[Problem] = []
+    for i, route in enumerate(routes if isinstance(routes, list) else []):
+        chain = route.get("escalation", []) if isinstance(route, dict) else []
+        for g in [chain] if isinstance(chain, str) else chain if isinstance(chain, list) else []:
+            if isinstance(g, str) and g not in steps:
+                out.append(
+                    Problem(
+                        f"{prefix}[{i}].escalation",
+                        f"no group {g!r} in [groups] (nor a rota or recipient)",
+                        _suggest(g, steps),
+                    )
+                )
+    return out
+
+
 def _zone_problems(raw: Mapping[str, Any]) -> list[Problem]:
     places = [("quiet_hours.timezone", _table(raw, "quiet_hours").get("timezone"))]
     places.append(("web.timezone", _table(raw, "web").get("timezone")))
+    for name, rota in _table(raw, "rotas").items():
+        if isinstance(rota, dict):
+            places.append((f"rotas.{name}.timezone", rota.get("timezone")))
     sources = _table(raw, "sources")
     for name in ("mllp", "csv", "fhir_poll"):
         places.append((f"sources.{name}.timezone", _table(sources, name).get("timezone")))
@@ -393,11 +431,14 @@ def reaches_a_person(routing: Routing, recipient: str) -> bool:
 def unreachable_critical(routing: Routing) -> str | None:
     """Why a critical alert could reach nobody but the log, or None when every route a
     critical alert can take pages at least one person (SMS, email, webhook...)."""
-    critical = [r for r in routing.routes if not r.severities or "critical" in r.severities]
+    team_routes = [r for t in routing.teams.values() for r in t.routes]
+    critical = [
+        r for r in (*team_routes, *routing.routes) if not r.severities or "critical" in r.severities
+    ]
     if not critical:
         return 'no route takes critical alerts ([[routes]] with severities = ["critical"])'
     for route in critical:
-        members = [m for g in route.chain for m in routing.groups.get(g, ())]
+        members = [m for g in route.chain for m in routing.possible_members(g)]
         if not any(reaches_a_person(routing, m) for m in members):
             return (
                 f"route {route.name!r} sends critical alerts to the console only: nobody is paged"

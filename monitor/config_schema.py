@@ -90,6 +90,35 @@ class RouteTable(Table):
     escalation: Annotated[Strings, Field(min_length=1)]
 
 
+class TeamTable(Table):
+    """A care team (monitor/teams.py): its members, routes and quiet hours; `sources`
+    are the HL7 PV1-3 / FHIR performer values that put a patient in it."""
+
+    label: str | None = None
+    members: Strings = []
+    sources: Strings = []
+    routes: list[RouteTable] = []
+    quiet_hours: QuietHoursTable | None = None
+
+
+class OverrideTable(Table):
+    member: NonEmpty
+    start: Any  # a TOML date-time or ISO text; local (the rota's zone) without offset
+    end: Any
+
+
+class RotaTable(Table):
+    """An on-call rota (monitor/rotas.py): members in order, handing over at a local time."""
+
+    label: str | None = None
+    members: Annotated[Strings, Field(min_length=1)]
+    handover: Literal["daily", "weekly"] = "weekly"
+    handover_at: Clock = "09:00"
+    start: Any  # the local date the first member's first shift starts
+    timezone: NonEmpty | None = None  # default: [web] timezone, then quiet hours' zone
+    overrides: list[OverrideTable] = []
+
+
 class EscalationTable(Table):
     critical_ack_minutes: Positive = 15
     warning_repeat_minutes: Positive = 240
@@ -238,6 +267,8 @@ class ConfigFile(Table):
     recipients: dict[str, RecipientTable] = {}
     groups: dict[str, Strings] = {}
     routes: list[RouteTable] = []
+    teams: dict[str, TeamTable] = {}
+    rotas: dict[str, RotaTable] = {}
     escalation: EscalationTable = EscalationTable()
     quiet_hours: QuietHoursTable | None = None
     dispatch: DispatchTable = DispatchTable()

@@ -15,6 +15,9 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from monitor.rotas import Rota, on_call
+from monitor.teams import PERSON_STEP, ROTA_STEP, TeamError, check_step, parse_rotas
+
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -72,6 +75,16 @@ class QuietHours:
 
 
 @dataclass(frozen=True)
+class Team:
+    name: str
+    label: str
+    members: tuple[str, ...]
+    sources: tuple[str, ...]
+    routes: tuple[Route, ...]
+    quiet_hours: QuietHours | None = None
+
+
+@dataclass(frozen=True)
 class Routing:
     channels: Mapping[str, Mapping[str, Any]]
     recipients: Mapping[str, Recipient]
@@ -87,6 +100,8 @@ class Routing:
     send_timeout_s: float = 20.0
     batch: int = 50
     extra: Mapping[str, Any] = field(default_factory=dict)
+    teams: Mapping[str, Team] = field(default_factory=dict)
+    rotas: Mapping[str, Rota] = field(default_factory=dict)
 
     def recipient_label(self, address: str) -> str | None:
         """Who a phone number or address belongs to (an SMS reply names its sender)."""
@@ -95,11 +110,79 @@ class Routing:
                 return recipient.label
         return None
 
-    def route_for(self, rule: str, severity: str) -> Route | None:
-        for route in self.routes:
+    def route_for(self, rule: str, severity: str, team: str | None = None) -> Route | None:
+        """The team's first matching route, else the global one (the fallback)."""
+        own = self.teams.get(team) if team else None
+        for route in (*(own.routes if own else ()), *self.routes):
             if route.matches(rule, severity):
                 return route
         return None
+
+    def team_route(self, rule: str, severity: str, team: str | None) -> bool:
+        """Whether the route chosen for this alert is the team's own (not the fallback)."""
+        own = self.teams.get(team) if team else None
+        return own is not None and any(r.matches(rule, severity) for r in own.routes)
+
+    def freeze(self, chain: tuple[str, ...], team: str | None, now: datetime) -> list[str]:
+        """The chain as frozen onto an alert: a rota step becomes `rota:<id>:<who is on
+        call now>`, a single recipient `recipient:<id>`; groups stay by name."""
+        out: list[str] = []
+        for step in chain:
+            if step in self.rotas:
+                out.append(f"{ROTA_STEP}{step}:{on_call(self.rotas[step], now).member}")
+            elif step in self.groups:
+                out.append(step)
+            elif team is not None and step == team and team in self.teams:
+                out.append(f"team:{team}")
+            elif step in self.recipients:
+                out.append(f"{PERSON_STEP}{step}")
+            else:
+                out.append(step)
+        return out
+
+    def step_members(self, step: str) -> tuple[str, ...]:
+        """The recipients of one frozen chain step (a group, a team, a rota's person)."""
+        if step.startswith(ROTA_STEP):
+            who = step.rsplit(":", 1)[-1]
+            return (who,) if who in self.recipients else ()
+        if step.startswith(PERSON_STEP):
+            who = step[len(PERSON_STEP) :]
+            return (who,) if who in self.recipients else ()
+        if step.startswith("team:"):
+            team = self.teams.get(step[len("team:") :])
+            return team.members if team else ()
+        return self.groups.get(step, ())
+
+    def step_label(self, step: str) -> str:
+        """A frozen step in words: "Rheumatology on call: Dr Adams", a team's label..."""
+        if step.startswith(ROTA_STEP):
+            _, rota, who = step.split(":", 2)
+            person = self.recipients.get(who)
+            name = self.rotas[rota].label if rota in self.rotas else rota
+            return f"{name}: {person.label if person else who}"
+        if step in self.groups:
+            return step  # a group keeps its name (the console's own labelling is elsewhere)
+        if step.startswith(PERSON_STEP) or step in self.recipients:
+            one = self.recipients.get(step.removeprefix(PERSON_STEP))
+            return one.label if one else step
+        if step.startswith("team:"):
+            team = self.teams.get(step[len("team:") :])
+            return team.label if team else step
+        return step
+
+    def possible_members(self, step: str) -> tuple[str, ...]:
+        """Everyone a configured step can reach (a rota: any of its members)."""
+        if step in self.rotas:
+            return self.rotas[step].members
+        if step in self.groups:
+            return self.groups[step]
+        if step in self.teams:
+            return self.teams[step].members
+        return (step,) if step in self.recipients else ()
+
+    def quiet_for(self, team: str | None) -> QuietHours | None:
+        own = self.teams.get(team) if team else None
+        return own.quiet_hours if own and own.quiet_hours else self.quiet_hours
 
 
 def _table(data: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -130,6 +213,88 @@ def _clock(value: Any, key: str) -> time:
         return time(int(hh), int(mm))
     except ValueError as exc:
         raise RoutingError(f"{key}: must look like 22:00") from exc
+
+
+def _quiet(qh: Any, where: str) -> QuietHours:
+    if not isinstance(qh, dict):
+        raise RoutingError(f"{where}: must be a table")
+    try:
+        tz = ZoneInfo(str(qh.get("timezone", "UTC")))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise RoutingError(f"{where}.timezone: unknown time zone") from exc
+    return QuietHours(
+        _clock(qh.get("start"), f"{where}.start"), _clock(qh.get("end"), f"{where}.end"), tz
+    )
+
+
+def _routes(
+    raw_routes: Any,
+    prefix: str,
+    groups: Mapping[str, Any],
+    recipients: Mapping[str, Any],
+    rotas: Mapping[str, Any],
+    team: str | None,
+) -> list[Route]:
+    """[[routes]] (global) or [[teams.X.routes]]; a team's steps may also name a rota,
+    a recipient or the team itself (its members)."""
+    routes: list[Route] = []
+    if not isinstance(raw_routes, list):
+        raise RoutingError(f"{prefix}: must be an array of tables ([[{prefix}]])")
+    for i, r in enumerate(raw_routes):
+        where = f"{prefix}[{i}]"
+        if not isinstance(r, dict):
+            raise RoutingError(f"{where}: must be a table")
+        chain = _strs(r.get("escalation", []), f"{where}.escalation")
+        if not chain:
+            raise RoutingError(f"{where}.escalation: needs at least one group")
+        for g in chain:
+            try:
+                check_step(g, f"{where}.escalation", groups, recipients, rotas, team)
+            except TeamError as exc:
+                raise RoutingError(
+                    f"{where}.escalation: no group {g!r} in [groups] (nor a rota or recipient)"
+                ) from exc
+        severities = _strs(r.get("severities", []), f"{where}.severities")
+        for sev in severities:
+            if sev not in SEVERITY_RANK:
+                raise RoutingError(f"{where}.severities: {sev!r} is not critical/warning/info")
+        routes.append(
+            Route(
+                str(r.get("name", f"route{i}")),
+                _strs(r.get("rules", []), f"{where}.rules"),
+                severities,
+                chain,
+            )
+        )
+    return routes
+
+
+def _teams(
+    raw: Mapping[str, Any],
+    groups: Mapping[str, Any],
+    recipients: Mapping[str, Any],
+    rotas: Mapping[str, Any],
+) -> dict[str, Team]:
+    teams: dict[str, Team] = {}
+    for name, spec in _table(raw, "teams").items():
+        where = f"teams.{name}"
+        if not isinstance(spec, dict):
+            raise RoutingError(f"{where}: must be a table")
+        members = _strs(spec.get("members", []), f"{where}.members")
+        for m in members:
+            if m not in recipients:
+                raise RoutingError(f"{where}.members: no recipient {m!r} in [recipients]")
+        routes = _routes(spec.get("routes", []), f"{where}.routes", groups, recipients, rotas, name)
+        qh = spec.get("quiet_hours")
+        teams[name] = Team(
+            name=name,
+            label=str(spec.get("label", name)),
+            members=members,
+            sources=_strs(spec.get("sources", []), f"{where}.sources"),
+            routes=tuple(routes),
+            quiet_hours=_quiet(qh, f"{where}.quiet_hours") if qh is not None else None,
+        )
+    return teams
 
 
 def parse_routing(raw: Mapping[str, Any]) -> Routing:
@@ -169,33 +334,14 @@ def parse_routing(raw: Mapping[str, Any]) -> Routing:
             if member not in recipients:
                 raise RoutingError(f"groups.{name}: no recipient {member!r} in [recipients]")
 
-    routes: list[Route] = []
-    raw_routes = raw.get("routes", [])
-    if not isinstance(raw_routes, list):
-        raise RoutingError("routes: must be an array of tables ([[routes]])")
-    for i, r in enumerate(raw_routes):
-        where = f"routes[{i}]"
-        if not isinstance(r, dict):
-            raise RoutingError(f"{where}: must be a table")
-        chain = _strs(r.get("escalation", []), f"{where}.escalation")
-        if not chain:
-            raise RoutingError(f"{where}.escalation: needs at least one group")
-        for g in chain:
-            if g not in groups:
-                raise RoutingError(f"{where}.escalation: no group {g!r} in [groups]")
-        severities = _strs(r.get("severities", []), f"{where}.severities")
-        for sev in severities:
-            if sev not in SEVERITY_RANK:
-                raise RoutingError(f"{where}.severities: {sev!r} is not critical/warning/info")
-        routes.append(
-            Route(
-                str(r.get("name", f"route{i}")),
-                _strs(r.get("rules", []), f"{where}.rules"),
-                severities,
-                chain,
-            )
-        )
-
+    web_tz = _table(raw, "web").get("timezone")
+    site_tz = str(web_tz or _table(raw, "quiet_hours").get("timezone") or "UTC")
+    try:
+        rotas = parse_rotas(raw, recipients, site_tz)
+    except TeamError as exc:
+        raise RoutingError(str(exc)) from exc
+    routes = _routes(raw.get("routes", []), "routes", groups, recipients, rotas, None)
+    teams = _teams(raw, groups, recipients, rotas)
     esc = _table(raw, "escalation")
     failure_group = esc.get("delivery_failure_group", "coordinators")
     if routes and failure_group not in groups:
@@ -204,17 +350,7 @@ def parse_routing(raw: Mapping[str, Any]) -> Routing:
     quiet: QuietHours | None = None
     qh = raw.get("quiet_hours")
     if qh is not None:
-        if not isinstance(qh, dict):
-            raise RoutingError("quiet_hours: must be a table")
-        try:
-            tz = ZoneInfo(str(qh.get("timezone", "UTC")))
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise RoutingError("quiet_hours.timezone: unknown time zone") from exc
-        quiet = QuietHours(
-            _clock(qh.get("start"), "quiet_hours.start"),
-            _clock(qh.get("end"), "quiet_hours.end"),
-            tz,
-        )
+        quiet = _quiet(qh, "quiet_hours")
 
     dispatch = _table(raw, "dispatch")
     max_attempts = dispatch.get("max_attempts", 8)
@@ -237,4 +373,6 @@ def parse_routing(raw: Mapping[str, Any]) -> Routing:
         max_attempts=max_attempts,
         send_timeout_s=float(timeout),
         batch=int(dispatch.get("batch", 50)),
+        teams=teams,
+        rotas=rotas,
     )

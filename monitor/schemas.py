@@ -93,6 +93,8 @@ class PatientIn(Strict):
     protocol: str | None = None
     identifiers: list[Annotated[str, Field(min_length=1, max_length=400)]] = []
     name: str | None = None
+    # A [teams.<id>] of monitor.toml: its routes and rotas get this patient's alerts.
+    care_team: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
     @field_validator("identifiers")
     @classmethod

@@ -45,6 +45,7 @@ from monitor.store.models import (
     PatientRow,
     QuarantineRow,
 )
+from monitor.teams import team_for_source
 
 log = structlog.get_logger(__name__)
 
@@ -292,6 +293,21 @@ def _store_draws(
     return result
 
 
+def _team_from_source(
+    session: Session, patient: PatientRow, msg: LabMessage, routing: Routing | None
+) -> None:
+    """A patient without a care team takes the one its sender names (PV1-3, FHIR
+    performer) through [teams.X] sources; a team already set (a clinician's) wins."""
+    if patient.care_team is not None or routing is None:
+        return
+    team = team_for_source(routing.teams, msg.care_source)
+    if team is None:
+        return
+    patient.care_team = team
+    session.add(patient)
+    log.info("patient.care_team_from_source", patient_id=patient.id, team=team, source=msg.source)
+
+
 def ingest_message(
     session: Session,
     msg: LabMessage,
@@ -357,6 +373,7 @@ def ingest_message(
         )
     patient = session.get(PatientRow, patient_id)
     assert patient is not None
+    _team_from_source(session, patient, msg, routing)
     early = [o for o in msg.observations if o.observed_at < patient.start]
     if early:
         return call.hold(

@@ -31,6 +31,30 @@ class IntakeError(ValueError):
     """A request the store cannot take; the message names the problem."""
 
 
+def check_team(team: str | None, routing: Routing | None) -> None:
+    """A team must be one of the config's [teams]; without a routing, any name passes."""
+    if team is None or routing is None or team in routing.teams:
+        return
+    known = ", ".join(sorted(routing.teams)) or "none configured"
+    raise IntakeError(f"care_team: unknown team {team!r} (known: {known})")
+
+
+def set_care_team(
+    session: Session, patient_id: str, team: str | None, routing: Routing | None
+) -> str | None:
+    """Move a patient to another care team (None: none); returns the previous one.
+    Alerts already raised keep the chain frozen onto them; new ones follow the team."""
+    check_team(team, routing)
+    row = session.get(PatientRow, patient_id)
+    if row is None:
+        raise IntakeError(f"patient: no patient {patient_id!r}")
+    before = row.care_team
+    row.care_team = team
+    session.add(row)
+    log.info("patient.care_team", patient_id=patient_id, team=team, before=before)
+    return before
+
+
 def enroll(
     session: Session,
     patient: PatientIn,
@@ -46,6 +70,7 @@ def enroll(
         )
     if session.get(PatientRow, patient.id) is not None:
         raise IntakeError(f"id: patient {patient.id} is already enrolled")
+    check_team(patient.care_team, routing)
     domain = patient.to_domain(protocols[protocol_id].dosing.start_dose_mg)
     session.add(
         PatientRow(
@@ -61,6 +86,7 @@ def enroll(
             uln=dict(domain.uln),
             protocol_id=protocol_id,
             enrolled_at=now,
+            care_team=patient.care_team,
         )
     )
     session.flush()

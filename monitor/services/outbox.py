@@ -2,7 +2,9 @@
 
 All alerts of one evaluation of one patient go out as one notification per
 recipient (one SMS naming every stop criterion met). The lead alert (the most
-severe) carries the group's escalation chain, frozen from the route at raise time.
+severe) carries the group's escalation chain, frozen from the route at raise time:
+the patient's care team's route when it has one (else the global one), with each
+rota step resolved to whoever is on call then.
 Silences hold back non-critical alerts; quiet hours hold back `info` only.
 """
 
@@ -16,7 +18,7 @@ import structlog
 from sqlmodel import Session, col, select
 
 from monitor.routing import SEVERITY_RANK, Routing
-from monitor.store.models import AlertRow, DeliveryRow, SilenceRow
+from monitor.store.models import AlertRow, DeliveryRow, PatientRow, SilenceRow
 
 log = structlog.get_logger(__name__)
 
@@ -109,10 +111,11 @@ def deliveries_for(
     lead = alerts[0]
     subject, text, body = compose(alerts, purpose, note)
     when = now
-    if lead.severity == "info" and routing.quiet_hours is not None:
-        when = routing.quiet_hours.holds(now) or now
+    quiet = routing.quiet_for(lead.care_team)
+    if lead.severity == "info" and quiet is not None:
+        when = quiet.holds(now) or now
     rows: list[DeliveryRow] = []
-    for member in routing.groups.get(group_name, ()):
+    for member in routing.step_members(group_name):
         recipient = routing.recipients[member]
         row = DeliveryRow(
             group_id=lead.group_id,
@@ -139,6 +142,13 @@ def deliveries_for(
     return rows
 
 
+def _team_of(session: Session, patient_id: str | None) -> str | None:
+    if patient_id is None:
+        return None
+    patient = session.get(PatientRow, patient_id)
+    return patient.care_team if patient is not None else None
+
+
 def enqueue(
     session: Session, alerts: Sequence[AlertRow], routing: Routing | None, now: datetime
 ) -> list[DeliveryRow]:
@@ -159,8 +169,9 @@ def enqueue(
             log.info("outbox.silenced", patient_id=lead.patient_id, silence=silence.id)
             return []
         lead = ordered[0]
-    route = routing.route_for(lead.rule, lead.severity)
-    chain = list(route.chain) if route else [routing.failure_group]
+    team = _team_of(session, lead.patient_id)
+    route = routing.route_for(lead.rule, lead.severity, team)
+    chain = routing.freeze(route.chain, team, now) if route else [routing.failure_group]
     if route is None:
         log.warning(
             "outbox.no_route",
@@ -168,7 +179,9 @@ def enqueue(
             severity=lead.severity,
             fallback=routing.failure_group,
         )
-    lead.route = route.name if route else "fallback"
+    own = routing.team_route(lead.rule, lead.severity, team)
+    lead.route = (f"{team}/{route.name}" if own else route.name) if route else "fallback"
+    lead.care_team = team
     lead.chain = chain
     lead.escalation_step = 0
     if lead.severity == "critical":

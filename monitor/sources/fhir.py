@@ -82,6 +82,16 @@ log = structlog.get_logger(__name__)
 # --- entry point -------------------------------------------------------------------
 
 
+def _performer(raw: Any) -> str | None:
+    """The first Observation.performer that names an Organization or a CareTeam."""
+    performers = raw.get("performer") if isinstance(raw, dict) else None
+    for p in performers if isinstance(performers, list) else []:
+        ref = p.get("reference") if isinstance(p, dict) else None
+        if isinstance(ref, str) and ref.split("/")[-2:-1] in (["Organization"], ["CareTeam"]):
+            return "/".join(ref.split("/")[-2:])
+    return None
+
+
 def parse_fhir(
     payload: str | bytes | dict[str, Any],
     *,
@@ -144,6 +154,7 @@ def parse_fhir(
     inherit(ctx)
 
     subjects: dict[str, Subject] = {}
+    care: dict[str, str] = {}  # subject key -> first performer Organization/CareTeam
     for entry in ctx.entries:
         if entry.kind != "Observation":
             continue
@@ -151,6 +162,8 @@ def parse_fhir(
         subject = subject_of(entry, ctx, subjects, relevant)
         if subject is None:
             continue  # not a liver result, and no patient to make known
+        if subject.key not in care and (team_ref := _performer(entry.raw)):
+            care[subject.key] = team_ref
         if entry.number in duplicates:
             if duplicates[entry.number] == "same":
                 subject.duplicates += 1
@@ -200,6 +213,7 @@ def parse_fhir(
                 problems=tuple(problems),
                 sender=_sender(data),
                 sent_at=_timestamp(data, ctx.tz),
+                care_source=care.get(subject.key),
             )
         )
     log.info(

@@ -198,6 +198,7 @@ def parse_message(
             read_group(group, obr_count > 1, msh.comp(7), sending_app, mapping, tz, problems)
         )
 
+    pv1 = next((s for s in segments if s.id == "PV1"), None)
     result = LabMessage(
         source="hl7",
         message_id=message_id,
@@ -208,6 +209,7 @@ def parse_message(
         sent_at=sent_at,
         processing_id=processing_id,
         raw=norm,
+        care_source=(pv1.comp(3) or None) if pv1 is not None else None,
     )
     log.info(
         "hl7.parsed",

@@ -159,6 +159,10 @@ class LabMessage:
     sent_at: datetime | None = None
     processing_id: str = ""
     raw: str | None = field(default=None, repr=False)
+    # Where the patient is cared for, as the sender says: HL7 PV1-3.1 (point of care),
+    # FHIR the first Observation.performer naming an Organization or CareTeam. Intake
+    # maps it through [teams.X] sources to a care team (monitor/teams.py).
+    care_source: str | None = None
 
     @property
     def quarantine_problems(self) -> tuple[Problem, ...]:

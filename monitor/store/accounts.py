@@ -38,6 +38,10 @@ class UserRow(SQLModel, table=True):
     created_at: datetime = _dt()
     password_changed_at: datetime = _dt()
     disabled_at: datetime | None = _dt(nullable=True)
+    # Care teams this account is limited to (monitor/web/scope.py); empty: every team.
+    teams: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
 
 
 class WebSessionRow(SQLModel, table=True):

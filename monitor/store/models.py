@@ -42,6 +42,8 @@ class PatientRow(SQLModel, table=True):
     enrolled_at: datetime = _dt()
     next_check_at: datetime | None = _dt(index=True, nullable=True)
     evaluated_at: datetime | None = _dt(nullable=True)
+    # The care team ([teams.<id>] of monitor.toml) whose routes and rotas it follows.
+    care_team: str | None = Field(default=None, max_length=64, index=True)
 
 
 class PatientIdentifierRow(SQLModel, table=True):
@@ -121,6 +123,7 @@ class AlertRow(SQLModel, table=True):
     note: str | None = None
     # Escalation, frozen when the alert is raised; only the lead alert of a group holds it.
     route: str | None = Field(default=None, max_length=64)
+    care_team: str | None = Field(default=None, max_length=64, index=True)  # frozen with it
     chain: list[Any] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
     )

@@ -16,7 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from monitor.services.alerts import AlertError, acknowledge, add_note, resolve
 from monitor.store.db import session_scope
-from monitor.web import audit, queries
+from monitor.web import audit, queries, scope
 from monitor.web.auth import PageUser, Principal, host_of, settings_of
 from monitor.web.csrf import CheckedForm
 from monitor.web.queries import AlertFilter, FilterError
@@ -77,7 +77,8 @@ def alert_log(
     f, error = _filter(patient, rule, severity, state, date_from, date_to)
     host, web = host_of(request), settings_of(request)
     with session_scope(host.engine) as session:
-        result = queries.list_alerts(session, f, web.tz, page, web.page_size)
+        teams = scope.teams_of(session, principal)
+        result = queries.list_alerts(session, f, web.tz, page, web.page_size, teams)
         rules = queries.known_rules(session)
         if f.patient:
             audit.record(
@@ -144,7 +145,7 @@ def alert_log_csv(
         return Response(str(exc), status_code=400, media_type="text/plain")
     host, web = host_of(request), settings_of(request)
     with session_scope(host.engine) as session:
-        rows = queries.export_alerts(session, f, web.tz)
+        rows = queries.export_alerts(session, f, web.tz, scope.teams_of(session, principal))
         audit.record(
             session,
             principal.actor,
@@ -166,6 +167,7 @@ def alert_log_csv(
 def alert_page(request: Request, principal: PageUser, code: str) -> Response:
     host = host_of(request)
     with session_scope(host.engine) as session:
+        scope.check_alert(session, principal, code)
         detail = queries.viewed_alert(session, code, principal.actor, host.clock.now())
     recipients = host.config.routing.recipients
     return renderer_of(request).page(
@@ -174,6 +176,7 @@ def alert_page(request: Request, principal: PageUser, code: str) -> Response:
         principal,
         a=detail,
         labels={name: r.label for name, r in recipients.items()},
+        step_labels={g: host.config.routing.step_label(g) for g in detail.escalation.chain},
     )
 
 
@@ -186,6 +189,7 @@ def _act(request: Request, principal: Principal, code: str, action: str, note: s
         return RedirectResponse(f"/alerts/{code}", status_code=303)
     try:
         with session_scope(host.engine) as session:
+            scope.check_alert(session, principal, code)
             alert = queries.alert_row(session, code)
             if action == "alert.acknowledge":
                 changed = acknowledge(session, code, principal.username, now, via="web")

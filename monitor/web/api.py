@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from monitor.store.db import session_scope
-from monitor.web import audit, queries
+from monitor.web import audit, queries, scope
 from monitor.web.auth import Principal, host_of, settings_of, token_principal
 from monitor.web.host import Host, WebSettings
 from monitor.web.queries import AlertFilter, FilterError, NotFound
@@ -83,7 +83,8 @@ def create_api(host: Host, web: WebSettings) -> FastAPI:
         f = AlertFilter.parse(patient, rule, severity, state, date_from, date_to)
         h = host_of(request)
         with session_scope(h.engine) as session:
-            result = queries.list_alerts(session, f, settings_of(request).tz, page, per_page)
+            teams = scope.teams_of(session, principal)
+            result = queries.list_alerts(session, f, settings_of(request).tz, page, per_page, teams)
             if f.patient:
                 audit.record(
                     session, principal.actor, "alerts.list", h.clock.now(), patient_id=f.patient
@@ -95,6 +96,7 @@ def create_api(host: Host, web: WebSettings) -> FastAPI:
         """One alert: values and thresholds, escalation, every delivery and attempt."""
         h = host_of(request)
         with session_scope(h.engine) as session:
+            scope.check_alert(session, principal, code)
             detail = queries.viewed_alert(session, code, principal.actor, h.clock.now())
         return detail
 
@@ -104,7 +106,8 @@ def create_api(host: Host, web: WebSettings) -> FastAPI:
         h = host_of(request)
         now = h.clock.now()
         with session_scope(h.engine) as session:
-            rows = queries.patient_summaries(session, h.config.protocols, now)
+            teams = scope.teams_of(session, principal)
+            rows = queries.patient_summaries(session, h.config.protocols, now, teams)
             audit.record(session, principal.actor, "patients.list", now, count=len(rows))
         return rows
 
@@ -114,6 +117,7 @@ def create_api(host: Host, web: WebSettings) -> FastAPI:
         h = host_of(request)
         now = h.clock.now()
         with session_scope(h.engine) as session:
+            scope.check_patient(session, principal, patient_id)
             view = queries.patient_detail(
                 session, patient_id, h.config.protocols, now, settings_of(request).tz
             )

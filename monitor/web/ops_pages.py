@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from monitor.store.db import session_scope
 from monitor.store.models import QuarantineRow
+from monitor.teams import oncall_rows
 from monitor.web import audit, queries
 from monitor.web.auth import PageUser, Principal, host_of, need
 from monitor.web.csrf import CheckedForm
@@ -199,5 +200,6 @@ def health(request: Request, principal: PageUser) -> Response:
         h=data,
         failed=failed,
         now=now,
+        oncall=oncall_rows(host_of(request).config.routing, now),
         **watch_now(request, now),
     )

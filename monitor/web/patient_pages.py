@@ -19,9 +19,10 @@ from pydantic import ValidationError
 
 from monitor.schemas import DoseIn, StopIn, SymptomsIn, describe, utc
 from monitor.services.evaluate import UnknownPatient
-from monitor.services.intake import IntakeError, record_event
+from monitor.services.intake import IntakeError, record_event, set_care_team
 from monitor.store.db import session_scope
-from monitor.web import audit, queries
+from monitor.store.models import PatientRow
+from monitor.web import audit, queries, scope
 from monitor.web.auth import PageUser, Principal, host_of, need, settings_of
 from monitor.web.csrf import CheckedForm, Form
 from monitor.web.queries import NotFound
@@ -40,7 +41,8 @@ def patients(request: Request, principal: PageUser) -> Response:
     host = host_of(request)
     now = host.clock.now()
     with session_scope(host.engine) as session:
-        rows = queries.patient_summaries(session, host.config.protocols, now)
+        teams = scope.teams_of(session, principal)
+        rows = queries.patient_summaries(session, host.config.protocols, now, teams)
         audit.record(session, principal.actor, "patients.list", now, count=len(rows))
     return renderer_of(request).page(request, "patients.html", principal, patients=rows, now=now)
 
@@ -50,8 +52,11 @@ def patient_page(request: Request, principal: PageUser, patient_id: str) -> Resp
     host, web = host_of(request), settings_of(request)
     now = host.clock.now()
     with session_scope(host.engine) as session:
+        scope.check_patient(session, principal, patient_id)
         view = queries.patient_detail(session, patient_id, host.config.protocols, now, web.tz)
         audit.record(session, principal.actor, "patient.view", now, patient_id=patient_id)
+        row = session.get(PatientRow, patient_id)
+        care_team = row.care_team if row is not None else None
     return renderer_of(request).page(
         request,
         "patient.html",
@@ -61,6 +66,8 @@ def patient_page(request: Request, principal: PageUser, patient_id: str) -> Resp
         display_name=view.display_name,
         symptoms=SYMPTOMS,
         now_local=now.astimezone(web.tz).strftime("%Y-%m-%dT%H:%M"),
+        care_team=care_team,
+        teams={t.name: t.label for t in host.config.routing.teams.values()},
     )
 
 
@@ -98,6 +105,7 @@ def _record(
         payload["note"] = note[:2000]
     try:
         with session_scope(host.engine) as session:
+            scope.check_patient(session, principal, patient_id)
             event, alerts = record_event(
                 session,
                 patient_id,
@@ -161,6 +169,36 @@ def record_symptoms(
     names = form.getlist("symptom")
     data = {"kind": "symptoms", "at": _at(form, request), "symptoms": names}
     return _record(request, principal, patient_id, SymptomsIn, data, form.get("note"))
+
+
+@router.post("/patients/{patient_id}/team")
+def change_team(
+    request: Request, principal: ClinicianUser, form: CheckedForm, patient_id: str
+) -> Response:
+    """A clinician moves the patient to another care team; audited with the old one."""
+    host = host_of(request)
+    now = host.clock.now()
+    team = form.get("team") or None
+    try:
+        with session_scope(host.engine) as session:
+            scope.check_patient(session, principal, patient_id)
+            before = set_care_team(session, patient_id, team, host.config.routing)
+            audit.record(
+                session,
+                principal.actor,
+                "patient.care_team",
+                now,
+                patient_id=patient_id,
+                team=team,
+                before=before,
+            )
+    except IntakeError as exc:
+        if "no patient" in str(exc):
+            raise NotFound(f"no patient {patient_id!r}") from exc
+        flash(request, principal, "error", f"Not changed: {exc}")
+    else:
+        flash(request, principal, "ok", f"Care team: {before or 'none'} -> {team or 'none'}.")
+    return RedirectResponse(f"/patients/{patient_id}", status_code=303)
 
 
 def _number(raw: str) -> float | str:

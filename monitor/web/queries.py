@@ -33,7 +33,7 @@ from monitor.store.models import (
     PatientRow,
     QuarantineRow,
 )
-from monitor.web import audit, chart
+from monitor.web import audit, chart, scope
 from monitor.web.schemas import (
     AlertDetailOut,
     AlertListOut,
@@ -162,10 +162,15 @@ def alert_out(a: AlertRow) -> AlertOut:
 
 
 def list_alerts(
-    session: Session, f: AlertFilter, tz: tzinfo, page: int = 1, per_page: int = 50
+    session: Session,
+    f: AlertFilter,
+    tz: tzinfo,
+    page: int = 1,
+    per_page: int = 50,
+    teams: scope.Teams = None,
 ) -> AlertListOut:
     """One page of the filtered log, newest first, with the total and counts per state."""
-    where = f.clauses(tz)
+    where = f.clauses(tz) + scope.alert_clauses(teams)
     total = int(session.exec(select(func.count()).select_from(AlertRow).where(*where)).one())
     pages = max(1, math.ceil(total / per_page))
     page = min(max(page, 1), pages)
@@ -179,7 +184,7 @@ def list_alerts(
     counts = dict.fromkeys(STATES, 0)
     for state, n in session.exec(
         select(AlertRow.state, func.count())
-        .where(*f.clauses(tz, with_state=False))
+        .where(*f.clauses(tz, with_state=False), *scope.alert_clauses(teams))
         .group_by(col(AlertRow.state))
     ):
         counts[state] = int(n)
@@ -188,11 +193,13 @@ def list_alerts(
     )
 
 
-def export_alerts(session: Session, f: AlertFilter, tz: tzinfo) -> list[AlertOut]:
+def export_alerts(
+    session: Session, f: AlertFilter, tz: tzinfo, teams: scope.Teams = None
+) -> list[AlertOut]:
     """Every alert the filter selects (all pages), newest first."""
     rows = session.exec(
         select(AlertRow)
-        .where(*f.clauses(tz))
+        .where(*f.clauses(tz), *scope.alert_clauses(teams))
         .order_by(col(AlertRow.raised_at).desc(), col(AlertRow.id).desc())
         .limit(EXPORT_LIMIT)
     ).all()
@@ -352,10 +359,12 @@ def need_rank(p: PatientSummaryOut) -> tuple[int, datetime, str]:
 
 
 def patient_summaries(
-    session: Session, protocols: Mapping[str, Protocol], now: datetime
+    session: Session, protocols: Mapping[str, Protocol], now: datetime, teams: scope.Teams = None
 ) -> list[PatientSummaryOut]:
     counts = _open_counts(session)
-    rows = session.exec(select(PatientRow).order_by(col(PatientRow.id))).all()
+    rows = session.exec(
+        select(PatientRow).where(*scope.patient_clauses(teams)).order_by(col(PatientRow.id))
+    ).all()
     out = [patient_summary(session, r, protocols, now, counts.get(r.id, (0, 0))) for r in rows]
     return sorted(out, key=need_rank)
 

@@ -42,6 +42,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/patients/{patient_id}/dose"): "clinician",
     ("POST", "/patients/{patient_id}/stop"): "clinician",
     ("POST", "/patients/{patient_id}/symptoms"): "clinician",
+    ("POST", "/patients/{patient_id}/team"): "clinician",
     ("GET", "/quarantine"): "coordinator",
     ("POST", "/quarantine/{row_id}/retry"): "coordinator",
     ("POST", "/quarantine/{row_id}/discard"): "clinician",
