@@ -43,11 +43,6 @@ CSV_COLUMNS = (
 )
 
 
-@router.get("/")
-def home() -> Response:
-    return RedirectResponse("/alerts", status_code=303)
-
-
 def _filter(
     patient: str | None,
     rule: str | None,

@@ -191,7 +191,11 @@ def watch_now(request: Request, now: datetime) -> dict[str, Any]:
 
 @router.get("/health")
 def health(request: Request, principal: PageUser) -> Response:
+    from monitor.web.triage import ack_stats
+
     data, failed, now = health_now(request)
+    with session_scope(host_of(request).engine) as session:
+        ack = ack_stats(session)
     return renderer_of(request).page(
         request,
         "health.html",
@@ -199,5 +203,6 @@ def health(request: Request, principal: PageUser) -> Response:
         h=data,
         failed=failed,
         now=now,
+        ack=ack,
         **watch_now(request, now),
     )

@@ -20,6 +20,7 @@ from monitor.store.db import session_scope
 from monitor.web.auth import Principal, host_of
 from monitor.web.chart import fmt
 from monitor.web.csrf import FIELD
+from monitor.web.triage import span
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -43,6 +44,7 @@ class Renderer:
         self.env.filters["when"] = self.when
         self.env.filters["day"] = self.day
         self.env.filters["num"] = _num
+        self.env.filters["span"] = span
 
     def when(self, value: datetime | None) -> str:
         if value is None:
@@ -71,6 +73,11 @@ class Renderer:
             **context,
         )
         return HTMLResponse(html, status_code=status, headers=NO_STORE)
+
+    def fragment(self, template: str, **context: Any) -> HTMLResponse:
+        """A piece of a page for a script to swap in: no layout, no flashes popped."""
+        html = self.env.get_template(template).render(**context)
+        return HTMLResponse(html, headers=NO_STORE)
 
 
 def renderer_of(request: Request) -> Renderer:

@@ -30,7 +30,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/logout"): "signed-in",
     ("GET", "/account"): "signed-in",
     ("POST", "/account/password"): "signed-in",
-    ("GET", "/"): "public",  # a redirect to /alerts, which needs a sign-in
+    ("GET", "/"): "coordinator",  # the triage desk
+    ("GET", "/triage/rows"): "coordinator",
+    ("POST", "/triage/act"): "coordinator",
     ("GET", "/alerts"): "coordinator",
     ("GET", "/alerts.csv"): "coordinator",
     ("GET", "/alerts/{code}"): "coordinator",
@@ -95,7 +97,7 @@ def test_logged_out_users_reach_only_the_login_page(console: Console) -> None:
         assert response.status_code == 303, (method, path)
         assert response.headers["location"].startswith("/login?next="), (method, path)
     assert client.get("/login").status_code == 200
-    assert client.get("/").headers["location"] == "/alerts"
+    assert client.get("/").headers["location"].startswith("/login?next=")
 
 
 def test_logged_out_api_answers_401(console: Console) -> None:
