@@ -50,9 +50,10 @@ def _filter(
     state: str | None,
     date_from: str | None,
     date_to: str | None,
+    q: str | None = None,
 ) -> tuple[AlertFilter, str | None]:
     try:
-        return AlertFilter.parse(patient, rule, severity, state, date_from, date_to), None
+        return AlertFilter.parse(patient, rule, severity, state, date_from, date_to, q), None
     except FilterError as exc:
         return AlertFilter(), str(exc)
 
@@ -68,15 +69,21 @@ def alert_log(
     date_from: Annotated[str | None, Query(alias="from")] = None,
     date_to: Annotated[str | None, Query(alias="to")] = None,
     page: int = 1,
+    q: Q = None,
 ) -> Response:
-    f, error = _filter(patient, rule, severity, state, date_from, date_to)
+    f, error = _filter(patient, rule, severity, state, date_from, date_to, q)
     host, web = host_of(request), settings_of(request)
     with session_scope(host.engine) as session:
         result = queries.list_alerts(session, f, web.tz, page, web.page_size)
         rules = queries.known_rules(session)
-        if f.patient:
+        if f.patient or f.q:
             audit.record(
-                session, principal.actor, "alerts.list", host.clock.now(), patient_id=f.patient
+                session,
+                principal.actor,
+                "alerts.list",
+                host.clock.now(),
+                patient_id=f.patient or None,
+                search=f.q or None,
             )
     query = f.query()
     return renderer_of(request).page(
@@ -131,10 +138,11 @@ def alert_log_csv(
     state: Q = None,
     date_from: Annotated[str | None, Query(alias="from")] = None,
     date_to: Annotated[str | None, Query(alias="to")] = None,
+    q: Q = None,
 ) -> Response:
     """Every alert the filter selects, across all pages (exactly the filtered log)."""
     try:
-        f = AlertFilter.parse(patient, rule, severity, state, date_from, date_to)
+        f = AlertFilter.parse(patient, rule, severity, state, date_from, date_to, q)
     except FilterError as exc:
         return Response(str(exc), status_code=400, media_type="text/plain")
     host, web = host_of(request), settings_of(request)

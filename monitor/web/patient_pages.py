@@ -9,8 +9,10 @@ may record them. The patient page is the one place a display name is shown.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, Depends, Request
@@ -36,13 +38,31 @@ ClinicianUser = Annotated[Principal, Depends(need("clinician"))]
 
 
 @router.get("/patients")
-def patients(request: Request, principal: PageUser) -> Response:
-    host = host_of(request)
+def patients(request: Request, principal: PageUser, q: str = "", page: int = 1) -> Response:
+    """Patients by need, `q` an id prefix or identifier (any case), a page at a time."""
+    host, web = host_of(request), settings_of(request)
     now = host.clock.now()
+    q = q.strip()[:64]
     with session_scope(host.engine) as session:
-        rows = queries.patient_summaries(session, host.config.protocols, now)
-        audit.record(session, principal.actor, "patients.list", now, count=len(rows))
-    return renderer_of(request).page(request, "patients.html", principal, patients=rows, now=now)
+        rows = queries.patient_summaries(session, host.config.protocols, now, search=q)
+        audit.record(
+            session, principal.actor, "patients.list", now, count=len(rows), search=q or None
+        )
+    pages = max(1, math.ceil(len(rows) / web.page_size))
+    page = min(max(page, 1), pages)
+    shown = rows[(page - 1) * web.page_size : page * web.page_size]
+    return renderer_of(request).page(
+        request,
+        "patients.html",
+        principal,
+        patients=shown,
+        total=len(rows),
+        page=page,
+        pages=pages,
+        q=q,
+        page_link=lambda n: urlencode({**({"q": q} if q else {}), "page": n}),
+        now=now,
+    )
 
 
 @router.get("/patients/{patient_id}")

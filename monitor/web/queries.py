@@ -49,6 +49,7 @@ from monitor.web.schemas import (
     StopLineOut,
     WaitingValueOut,
 )
+from monitor.web.search import SEARCH_MAX, patient_clause, team_clause
 
 STATES: tuple[str, ...] = ("open", "acknowledged", "resolved")
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
@@ -69,6 +70,7 @@ class AlertFilter:
 
     patient: str = ""
     rule: str = ""
+    q: str = ""  # patient id prefix or identifier, any case (monitor/web/search.py)
     severity: str = ""
     state: str = ""
     date_from: date | None = None
@@ -83,6 +85,7 @@ class AlertFilter:
         state: str | None = None,
         date_from: str | None = None,
         date_to: str | None = None,
+        q: str | None = None,
     ) -> AlertFilter:
         def day(name: str, value: str | None) -> date | None:
             if not value:
@@ -100,6 +103,7 @@ class AlertFilter:
         f = cls(
             (patient or "").strip(),
             (rule or "").strip(),
+            (q or "").strip()[:SEARCH_MAX],
             sev,
             st,
             day("from", date_from),
@@ -114,6 +118,7 @@ class AlertFilter:
         raw = {
             "patient": self.patient,
             "rule": self.rule,
+            "q": self.q,
             "severity": self.severity,
             "state": self.state,
             "from": self.date_from.isoformat() if self.date_from else "",
@@ -121,8 +126,14 @@ class AlertFilter:
         }
         return {k: v for k, v in raw.items() if v}
 
-    def clauses(self, tz: tzinfo, with_state: bool = True) -> list[ColumnElement[bool]]:
-        where: list[ColumnElement[bool]] = []
+    def clauses(
+        self, tz: tzinfo, with_state: bool = True, teams: frozenset[str] | None = None
+    ) -> list[ColumnElement[bool]]:
+        """SQL for the filter; `teams` keeps patients of those care teams (None: all)."""
+        where = [
+            *patient_clause(self.q, AlertRow.patient_id),
+            *team_clause(teams, AlertRow.patient_id),
+        ]
         if self.patient:
             where.append(col(AlertRow.patient_id) == self.patient)
         if self.rule:
@@ -162,10 +173,16 @@ def alert_out(a: AlertRow) -> AlertOut:
 
 
 def list_alerts(
-    session: Session, f: AlertFilter, tz: tzinfo, page: int = 1, per_page: int = 50
+    session: Session,
+    f: AlertFilter,
+    tz: tzinfo,
+    page: int = 1,
+    per_page: int = 50,
+    teams: frozenset[str] | None = None,
 ) -> AlertListOut:
-    """One page of the filtered log, newest first, with the total and counts per state."""
-    where = f.clauses(tz)
+    """One page of the filtered log, newest first, with the total and counts per state.
+    `teams`: only patients of those care teams (None: every team)."""
+    where = f.clauses(tz, teams=teams)
     total = int(session.exec(select(func.count()).select_from(AlertRow).where(*where)).one())
     pages = max(1, math.ceil(total / per_page))
     page = min(max(page, 1), pages)
@@ -179,7 +196,7 @@ def list_alerts(
     counts = dict.fromkeys(STATES, 0)
     for state, n in session.exec(
         select(AlertRow.state, func.count())
-        .where(*f.clauses(tz, with_state=False))
+        .where(*f.clauses(tz, with_state=False, teams=teams))
         .group_by(col(AlertRow.state))
     ):
         counts[state] = int(n)
@@ -352,10 +369,17 @@ def need_rank(p: PatientSummaryOut) -> tuple[int, datetime, str]:
 
 
 def patient_summaries(
-    session: Session, protocols: Mapping[str, Protocol], now: datetime
+    session: Session,
+    protocols: Mapping[str, Protocol],
+    now: datetime,
+    search: str = "",
+    teams: frozenset[str] | None = None,
 ) -> list[PatientSummaryOut]:
+    """Patients by need; `search` is an id prefix or identifier (any case), `teams` the
+    care teams to keep (None: every team)."""
     counts = _open_counts(session)
-    rows = session.exec(select(PatientRow).order_by(col(PatientRow.id))).all()
+    where = [*patient_clause(search, PatientRow.id), *team_clause(teams, PatientRow.id)]
+    rows = session.exec(select(PatientRow).where(*where).order_by(col(PatientRow.id))).all()
     out = [patient_summary(session, r, protocols, now, counts.get(r.id, (0, 0))) for r in rows]
     return sorted(out, key=need_rank)
 

@@ -16,26 +16,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func
-from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from monitor.store.models import AlertRow, PatientRow
+from monitor.store.models import AlertRow
 from monitor.web.queries import SEVERITIES, STATES
+from monitor.web.search import team_clause
 
 DESK_STATES = ("open", "acknowledged")
 DESK_LIMIT = 500
-
-
-def team_clause(teams: frozenset[str] | None) -> list[ColumnElement[bool]]:
-    """Alerts of patients in `teams` (None: every team). Tolerant until the care-team
-    column exists on PatientRow: then the filter cannot apply and nothing is dropped."""
-    if teams is None:
-        return []
-    team_col = getattr(PatientRow, "care_team", None)
-    if team_col is None:
-        return []
-    ids = select(PatientRow.id).where(col(team_col).in_(sorted(teams)))
-    return [col(AlertRow.patient_id).in_(ids)]
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -112,13 +100,13 @@ def desk(
     session: Session, now: datetime, teams: frozenset[str] | None = None, limit: int = DESK_LIMIT
 ) -> Desk:
     """The triage desk: open and acknowledged alerts in action order, with counts."""
-    where = [col(AlertRow.state).in_(DESK_STATES), *team_clause(teams)]
+    where = [col(AlertRow.state).in_(DESK_STATES), *team_clause(teams, AlertRow.patient_id)]
     rows = session.exec(select(AlertRow).where(*where)).all()
     ordered = desk_order([desk_row(a, now) for a in rows])
     counts = {s: dict.fromkeys(STATES, 0) for s in SEVERITIES}
     for severity, state, n in session.exec(
         select(AlertRow.severity, AlertRow.state, func.count())
-        .where(*team_clause(teams))
+        .where(*team_clause(teams, AlertRow.patient_id))
         .group_by(col(AlertRow.severity), col(AlertRow.state))
     ):
         counts.setdefault(severity, dict.fromkeys(STATES, 0))[state] = int(n)
@@ -136,7 +124,10 @@ def ack_stats(
 ) -> AckStats:
     """The median time from raised to acknowledged over acknowledged alerts (resolved ones
     that were acknowledged first count too). Per team once teams exist: call per team."""
-    where: list[Any] = [col(AlertRow.acknowledged_at).is_not(None), *team_clause(teams)]
+    where: list[Any] = [
+        col(AlertRow.acknowledged_at).is_not(None),
+        *team_clause(teams, AlertRow.patient_id),
+    ]
     if since is not None:
         where.append(col(AlertRow.raised_at) >= since)
     pairs = session.exec(select(AlertRow.raised_at, AlertRow.acknowledged_at).where(*where)).all()
