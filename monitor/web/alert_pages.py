@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from monitor.services.alerts import AlertError, acknowledge, add_note, resolve
 from monitor.store.db import session_scope
+from monitor.store.models import PatientRow
 from monitor.web import audit, queries
 from monitor.web.auth import PageUser, Principal, host_of, settings_of
 from monitor.web.csrf import CheckedForm
@@ -170,13 +171,22 @@ def alert_page(request: Request, principal: PageUser, code: str) -> Response:
     host = host_of(request)
     with session_scope(host.engine) as session:
         detail = queries.viewed_alert(session, code, principal.actor, host.clock.now())
+        patient = session.get(PatientRow, detail.patient) if detail.patient else None
+        baseline = {k: float(v) for k, v in patient.baseline.items()} if patient else {}
     recipients = host.config.routing.recipients
+    labels = {name: r.label for name, r in recipients.items()}
+    groups = {
+        g: ", ".join(labels.get(m, m) for m in members)
+        for g, members in host.config.routing.groups.items()
+    }
     return renderer_of(request).page(
         request,
         "alert.html",
         principal,
         a=detail,
-        labels={name: r.label for name, r in recipients.items()},
+        baseline=baseline,
+        labels=labels,
+        groups=groups,
     )
 
 
