@@ -81,7 +81,16 @@ def patient_page(request: Request, principal: PageUser, patient_id: str) -> Resp
         display_name=view.display_name,
         symptoms=SYMPTOMS,
         now_local=now.astimezone(web.tz).strftime("%Y-%m-%dT%H:%M"),
+        now=now,
+        overdue_days=overdue_days(view.out.next_due, now),
     )
+
+
+def overdue_days(next_due: datetime | None, now: datetime) -> int:
+    """Whole days past the due date, at least 1 once it has passed (0: not yet due)."""
+    if next_due is None or now <= next_due:
+        return 0
+    return max(1, (now - next_due).days)
 
 
 def _at(form: Form, request: Request) -> str:
