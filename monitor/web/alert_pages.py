@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from monitor.services.alerts import AlertError, acknowledge, add_note, resolve
 from monitor.store.db import session_scope
+from monitor.store.models import PatientRow
 from monitor.web import audit, queries, scope
 from monitor.web.auth import PageUser, Principal, host_of, settings_of
 from monitor.web.csrf import CheckedForm
@@ -43,11 +44,6 @@ CSV_COLUMNS = (
 )
 
 
-@router.get("/")
-def home() -> Response:
-    return RedirectResponse("/alerts", status_code=303)
-
-
 def _filter(
     patient: str | None,
     rule: str | None,
@@ -55,9 +51,10 @@ def _filter(
     state: str | None,
     date_from: str | None,
     date_to: str | None,
+    q: str | None = None,
 ) -> tuple[AlertFilter, str | None]:
     try:
-        return AlertFilter.parse(patient, rule, severity, state, date_from, date_to), None
+        return AlertFilter.parse(patient, rule, severity, state, date_from, date_to, q), None
     except FilterError as exc:
         return AlertFilter(), str(exc)
 
@@ -73,16 +70,22 @@ def alert_log(
     date_from: Annotated[str | None, Query(alias="from")] = None,
     date_to: Annotated[str | None, Query(alias="to")] = None,
     page: int = 1,
+    q: Q = None,
 ) -> Response:
-    f, error = _filter(patient, rule, severity, state, date_from, date_to)
+    f, error = _filter(patient, rule, severity, state, date_from, date_to, q)
     host, web = host_of(request), settings_of(request)
     with session_scope(host.engine) as session:
         teams = scope.teams_of(session, principal)
         result = queries.list_alerts(session, f, web.tz, page, web.page_size, teams)
         rules = queries.known_rules(session)
-        if f.patient:
+        if f.patient or f.q:
             audit.record(
-                session, principal.actor, "alerts.list", host.clock.now(), patient_id=f.patient
+                session,
+                principal.actor,
+                "alerts.list",
+                host.clock.now(),
+                patient_id=f.patient or None,
+                search=f.q or None,
             )
     query = f.query()
     return renderer_of(request).page(
@@ -137,10 +140,11 @@ def alert_log_csv(
     state: Q = None,
     date_from: Annotated[str | None, Query(alias="from")] = None,
     date_to: Annotated[str | None, Query(alias="to")] = None,
+    q: Q = None,
 ) -> Response:
     """Every alert the filter selects, across all pages (exactly the filtered log)."""
     try:
-        f = AlertFilter.parse(patient, rule, severity, state, date_from, date_to)
+        f = AlertFilter.parse(patient, rule, severity, state, date_from, date_to, q)
     except FilterError as exc:
         return Response(str(exc), status_code=400, media_type="text/plain")
     host, web = host_of(request), settings_of(request)
@@ -169,13 +173,22 @@ def alert_page(request: Request, principal: PageUser, code: str) -> Response:
     with session_scope(host.engine) as session:
         scope.check_alert(session, principal, code)
         detail = queries.viewed_alert(session, code, principal.actor, host.clock.now())
+        patient = session.get(PatientRow, detail.patient) if detail.patient else None
+        baseline = {k: float(v) for k, v in patient.baseline.items()} if patient else {}
     recipients = host.config.routing.recipients
+    labels = {name: r.label for name, r in recipients.items()}
+    groups = {
+        g: ", ".join(labels.get(m, m) for m in members)
+        for g, members in host.config.routing.groups.items()
+    }
     return renderer_of(request).page(
         request,
         "alert.html",
         principal,
         a=detail,
-        labels={name: r.label for name, r in recipients.items()},
+        baseline=baseline,
+        labels=labels,
+        groups=groups,
         step_labels={g: host.config.routing.step_label(g) for g in detail.escalation.chain},
     )
 

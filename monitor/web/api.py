@@ -107,7 +107,7 @@ def create_api(host: Host, web: WebSettings) -> FastAPI:
         now = h.clock.now()
         with session_scope(h.engine) as session:
             teams = scope.teams_of(session, principal)
-            rows = queries.patient_summaries(session, h.config.protocols, now, teams)
+            rows = queries.patient_summaries(session, h.config.protocols, now, teams=teams)
             audit.record(session, principal.actor, "patients.list", now, count=len(rows))
         return rows
 

@@ -27,6 +27,7 @@ from monitor.web import (
     ops_pages,
     patient_pages,
     queries,
+    triage_pages,
     twilio_hooks,
 )
 from monitor.web.api import create_api
@@ -105,7 +106,7 @@ def create_app(host: Host, web: WebSettings | None = None) -> FastAPI:
             body = render(session, host.now(), host)
         return Response(body, media_type=CONTENT_TYPE)
 
-    for module in (login, alert_pages, patient_pages, ops_pages, admin_pages):
+    for module in (login, triage_pages, alert_pages, patient_pages, ops_pages, admin_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/api", create_api(host, web))

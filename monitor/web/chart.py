@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 from monitor.core.domain import Patient
 from monitor.core.protocol import Protocol, TransaminaseStop
 from monitor.core.units import DISPLAY_NAME
+from monitor.web import chart_marks
 
 SERIES: tuple[str, ...] = ("alt", "ast", "alp", "bilirubin")
 COLOURS = {"alt": "#1f5fbf", "ast": "#b3541e", "alp": "#2e7d32", "bilirubin": "#7b1fa2"}
@@ -188,8 +189,10 @@ def render(
     end: datetime,
     tz: tzinfo,
     title: str = "Liver tests as multiples of ULN",
+    marks: Sequence[chart_marks.Mark] = (),
 ) -> Markup:
-    """The chart as an inline <svg> element (safe to insert in a page unescaped)."""
+    """The chart as an inline <svg> element (safe to insert in a page unescaped); `marks`
+    are symptom reports, the next due panel and today (monitor/web/chart_marks.py)."""
     values = [p.multiple for p in points] + [ln.multiple for ln in lines] + [1.0]
     lo = max(FLOOR, min(0.25, min(values) * 0.8))
     hi = max(max(values) * 1.4, lo * 10)
@@ -235,17 +238,23 @@ def render(
         y = ys[i]
         kind = "symptomatic" if ln.symptomatic else "always"
         analytes = " ".join(ln.analytes)
-        dash = ' stroke-dasharray="8 4"' if ln.symptomatic else ""
+        colour, analyte_dash = STOP_COLOUR, ""
+        if len(ln.analytes) == 1 and ln.analytes[0] in chart_marks.STOP_STYLE:
+            colour, analyte_dash = chart_marks.STOP_STYLE[ln.analytes[0]]
+        pattern = analyte_dash or ("8 4" if ln.symptomatic else "")
+        if ln.symptomatic and analyte_dash:
+            pattern = f"{analyte_dash} 1 3"
+        dash = f' stroke-dasharray="{pattern}"' if pattern else ""
         label_y = _spread(ys)[i]
         out.append(
             f'<g class="stop-line stop-line-{kind}" data-analytes="{analytes}" '
             f'data-multiple="{ln.multiple:.3f}">'
-            f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{STOP_COLOUR}" '
+            f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{colour}" '
             f'stroke-width="1.5"{dash} opacity="{0.55 if ln.symptomatic else 0.9}"/>'
             f'<polyline points="{W - RIGHT:.1f},{y:.1f} {W - RIGHT + 8:.1f},{label_y:.1f}" '
-            f'fill="none" stroke="{STOP_COLOUR}" opacity="0.6"/>'
+            f'fill="none" stroke="{colour}" opacity="0.6"/>'
             f'<text class="stop-label" x="{W - RIGHT + 11:.1f}" y="{label_y + 4:.1f}" '
-            f'fill="{STOP_COLOUR}" font-size="10">{escape(ln.label)}</text></g>'
+            f'fill="{colour}" font-size="10">{escape(ln.label)}</text></g>'
         )
     # series
     for analyte in SERIES:
@@ -291,6 +300,7 @@ def render(
         f'stroke="{STOP_COLOUR}" stroke-width="1.5"/><text x="{x + 32:.0f}" y="22">stop line'
         "</text></g>"
     )
+    out.extend(chart_marks.draw(marks, sc.x, LEFT, W - RIGHT, TOP, BAND_TOP + BAND_H, tz))
     out.extend(_dose_band(doses, sc, end))
     out.append("</svg>")
     return Markup("".join(out))

@@ -44,7 +44,7 @@ def safe_next(target: str | None) -> str:
     """Only a path on this site: never `//evil.example` or `https://...`."""
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
-    return "/alerts"
+    return "/"
 
 
 def _login_page(request: Request, next_url: str, error: str | None, status: int) -> Response:
@@ -65,7 +65,7 @@ def _login_page(request: Request, next_url: str, error: str | None, status: int)
 
 
 @router.get("/login")
-def login_form(request: Request, next: str = "/alerts") -> Response:
+def login_form(request: Request, next: str = "/") -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         host = host_of(request)
@@ -175,4 +175,4 @@ def change_password(request: Request, principal: PageUser, form: CheckedForm) ->
     if error is not None:
         flash(request, principal, "error", error)
         return RedirectResponse("/account", status_code=303)
-    raise LoginRequired("/alerts")
+    raise LoginRequired("/")

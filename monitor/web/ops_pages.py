@@ -24,7 +24,7 @@ from sqlmodel import Session
 from monitor.store.db import session_scope
 from monitor.store.models import QuarantineRow
 from monitor.teams import oncall_rows
-from monitor.web import audit, queries
+from monitor.web import audit, queries, scope
 from monitor.web.auth import PageUser, Principal, host_of, need
 from monitor.web.csrf import CheckedForm
 from monitor.web.queries import NotFound
@@ -192,7 +192,18 @@ def watch_now(request: Request, now: datetime) -> dict[str, Any]:
 
 @router.get("/health")
 def health(request: Request, principal: PageUser) -> Response:
+    from monitor.web.triage import ack_stats
+
     data, failed, now = health_now(request)
+    host = host_of(request)
+    with session_scope(host.engine) as session:
+        seen = scope.teams_of(session, principal)
+        ack = ack_stats(session, teams=seen)
+        ack_teams = [
+            (t.label, ack_stats(session, team=t.name))
+            for t in host.config.routing.teams.values()
+            if seen is None or t.name in seen
+        ]
     return renderer_of(request).page(
         request,
         "health.html",
@@ -201,5 +212,7 @@ def health(request: Request, principal: PageUser) -> Response:
         failed=failed,
         now=now,
         oncall=oncall_rows(host_of(request).config.routing, now),
+        ack=ack,
+        ack_teams=ack_teams,
         **watch_now(request, now),
     )

@@ -9,8 +9,10 @@ may record them. The patient page is the one place a display name is shown.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import structlog
 from fastapi import APIRouter, Depends, Request
@@ -37,14 +39,34 @@ ClinicianUser = Annotated[Principal, Depends(need("clinician"))]
 
 
 @router.get("/patients")
-def patients(request: Request, principal: PageUser) -> Response:
-    host = host_of(request)
+def patients(request: Request, principal: PageUser, q: str = "", page: int = 1) -> Response:
+    """Patients by need, `q` an id prefix or identifier (any case), a page at a time."""
+    host, web = host_of(request), settings_of(request)
     now = host.clock.now()
+    q = q.strip()[:64]
     with session_scope(host.engine) as session:
         teams = scope.teams_of(session, principal)
-        rows = queries.patient_summaries(session, host.config.protocols, now, teams)
-        audit.record(session, principal.actor, "patients.list", now, count=len(rows))
-    return renderer_of(request).page(request, "patients.html", principal, patients=rows, now=now)
+        rows = queries.patient_summaries(
+            session, host.config.protocols, now, search=q, teams=teams
+        )
+        audit.record(
+            session, principal.actor, "patients.list", now, count=len(rows), search=q or None
+        )
+    pages = max(1, math.ceil(len(rows) / web.page_size))
+    page = min(max(page, 1), pages)
+    shown = rows[(page - 1) * web.page_size : page * web.page_size]
+    return renderer_of(request).page(
+        request,
+        "patients.html",
+        principal,
+        patients=shown,
+        total=len(rows),
+        page=page,
+        pages=pages,
+        q=q,
+        page_link=lambda n: urlencode({**({"q": q} if q else {}), "page": n}),
+        now=now,
+    )
 
 
 @router.get("/patients/{patient_id}")
@@ -68,7 +90,16 @@ def patient_page(request: Request, principal: PageUser, patient_id: str) -> Resp
         now_local=now.astimezone(web.tz).strftime("%Y-%m-%dT%H:%M"),
         care_team=care_team,
         teams={t.name: t.label for t in host.config.routing.teams.values()},
+        now=now,
+        overdue_days=overdue_days(view.out.next_due, now),
     )
+
+
+def overdue_days(next_due: datetime | None, now: datetime) -> int:
+    """Whole days past the due date, at least 1 once it has passed (0: not yet due)."""
+    if next_due is None or now <= next_due:
+        return 0
+    return max(1, (now - next_due).days)
 
 
 def _at(form: Form, request: Request) -> str:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from markupsafe import Markup
 from sqlalchemy import func
@@ -23,7 +22,6 @@ from monitor.core.state import uln_for
 from monitor.core.units import CANONICAL_UNIT, DISPLAY_NAME
 from monitor.identifiers import format_identifier
 from monitor.services.alerts import AlertError, by_code, deliveries_of, group_of
-from monitor.services.evaluate import run_for
 from monitor.services.records import event_rows, events_of, patient_of
 from monitor.store.models import (
     AlertRow,
@@ -33,7 +31,19 @@ from monitor.store.models import (
     PatientRow,
     QuarantineRow,
 )
-from monitor.web import audit, chart, scope
+from monitor.web import audit, chart, chart_marks, scope
+from monitor.web.ops_queries import (
+    failed_deliveries,
+    health,
+    unmapped_codes,
+    waiting_quarantine,
+)
+from monitor.web.patient_queries import (
+    _open_counts,
+    need_rank,
+    patient_summaries,
+    patient_summary,
+)
 from monitor.web.schemas import (
     AlertDetailOut,
     AlertListOut,
@@ -42,13 +52,22 @@ from monitor.web.schemas import (
     DeliveryOut,
     EscalationOut,
     EventOut,
-    HealthOut,
     LatestValueOut,
     PatientDetailOut,
-    PatientSummaryOut,
     StopLineOut,
     WaitingValueOut,
 )
+from monitor.web.search import SEARCH_MAX, patient_clause, team_clause
+
+__all__ = [
+    "failed_deliveries",
+    "health",
+    "need_rank",
+    "patient_summaries",
+    "patient_summary",
+    "unmapped_codes",
+    "waiting_quarantine",
+]
 
 STATES: tuple[str, ...] = ("open", "acknowledged", "resolved")
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
@@ -69,6 +88,7 @@ class AlertFilter:
 
     patient: str = ""
     rule: str = ""
+    q: str = ""  # patient id prefix or identifier, any case (monitor/web/search.py)
     severity: str = ""
     state: str = ""
     date_from: date | None = None
@@ -83,6 +103,7 @@ class AlertFilter:
         state: str | None = None,
         date_from: str | None = None,
         date_to: str | None = None,
+        q: str | None = None,
     ) -> AlertFilter:
         def day(name: str, value: str | None) -> date | None:
             if not value:
@@ -100,6 +121,7 @@ class AlertFilter:
         f = cls(
             (patient or "").strip(),
             (rule or "").strip(),
+            (q or "").strip()[:SEARCH_MAX],
             sev,
             st,
             day("from", date_from),
@@ -114,6 +136,7 @@ class AlertFilter:
         raw = {
             "patient": self.patient,
             "rule": self.rule,
+            "q": self.q,
             "severity": self.severity,
             "state": self.state,
             "from": self.date_from.isoformat() if self.date_from else "",
@@ -121,8 +144,14 @@ class AlertFilter:
         }
         return {k: v for k, v in raw.items() if v}
 
-    def clauses(self, tz: tzinfo, with_state: bool = True) -> list[ColumnElement[bool]]:
-        where: list[ColumnElement[bool]] = []
+    def clauses(
+        self, tz: tzinfo, with_state: bool = True, teams: frozenset[str] | None = None
+    ) -> list[ColumnElement[bool]]:
+        """SQL for the filter; `teams` keeps patients of those care teams (None: all)."""
+        where = [
+            *patient_clause(self.q, AlertRow.patient_id),
+            *team_clause(teams, AlertRow.patient_id),
+        ]
         if self.patient:
             where.append(col(AlertRow.patient_id) == self.patient)
         if self.rule:
@@ -167,10 +196,11 @@ def list_alerts(
     tz: tzinfo,
     page: int = 1,
     per_page: int = 50,
-    teams: scope.Teams = None,
+    teams: frozenset[str] | None = None,
 ) -> AlertListOut:
-    """One page of the filtered log, newest first, with the total and counts per state."""
-    where = f.clauses(tz) + scope.alert_clauses(teams)
+    """One page of the filtered log, newest first, with the total and counts per state.
+    `teams`: only patients of those care teams (None: every team)."""
+    where = f.clauses(tz, teams=teams)
     total = int(session.exec(select(func.count()).select_from(AlertRow).where(*where)).one())
     pages = max(1, math.ceil(total / per_page))
     page = min(max(page, 1), pages)
@@ -184,7 +214,7 @@ def list_alerts(
     counts = dict.fromkeys(STATES, 0)
     for state, n in session.exec(
         select(AlertRow.state, func.count())
-        .where(*f.clauses(tz, with_state=False), *scope.alert_clauses(teams))
+        .where(*f.clauses(tz, with_state=False, teams=teams))
         .group_by(col(AlertRow.state))
     ):
         counts[state] = int(n)
@@ -276,99 +306,6 @@ def alert_detail(session: Session, code: str) -> AlertDetailOut:
     )
 
 
-# --- patients ---------------------------------------------------------------------
-
-
-def _open_counts(session: Session) -> dict[str, tuple[int, int]]:
-    out: dict[str, tuple[int, int]] = {}
-    for pid, severity, n in session.exec(
-        select(AlertRow.patient_id, AlertRow.severity, func.count())
-        .where(AlertRow.state == "open")
-        .group_by(col(AlertRow.patient_id), col(AlertRow.severity))
-    ):
-        if pid is None:
-            continue  # service-level alerts belong to no patient
-        total, critical = out.get(pid, (0, 0))
-        out[pid] = (total + int(n), critical + (int(n) if severity == "critical" else 0))
-    return out
-
-
-def patient_summary(
-    session: Session,
-    row: PatientRow,
-    protocols: Mapping[str, Protocol],
-    now: datetime,
-    open_counts: tuple[int, int],
-) -> PatientSummaryOut:
-    """Where the patient stands now; an engine error is shown on the row, not raised."""
-    protocol = protocols.get(row.protocol_id)
-    total, critical = open_counts
-    base: dict[str, Any] = {
-        "id": row.id,
-        "open_alerts": total,
-        "open_critical": critical,
-        "protocol": protocol.label if protocol else row.protocol_id,
-        "protocol_approved": bool(protocol and protocol.approval.approved),
-    }
-    try:
-        if protocol is None:
-            raise LookupError(f"unknown protocol profile {row.protocol_id!r}")
-        pos = run_for(session, row, now, protocol).position
-    except Exception as exc:  # a broken record must not hide the other patients
-        return PatientSummaryOut(
-            **base,
-            on_therapy=False,
-            phase="cannot evaluate",
-            day=0,
-            dose_mg=None,
-            max_dose_mg=0,
-            last_panel_at=None,
-            next_due=None,
-            overdue=False,
-            escalation_allowed=False,
-            escalation_reason="",
-            error=f"{type(exc).__name__}: {exc}"[:300],
-        )
-    return PatientSummaryOut(
-        **base,
-        on_therapy=pos.on_therapy,
-        phase=pos.phase,
-        day=pos.day,
-        dose_mg=pos.dose_mg,
-        max_dose_mg=pos.max_dose_mg,
-        last_panel_at=pos.last_panel_at,
-        next_due=pos.next_due,
-        overdue=pos.overdue,
-        escalation_allowed=pos.escalation_allowed,
-        escalation_reason=pos.escalation_reason,
-    )
-
-
-def need_rank(p: PatientSummaryOut) -> tuple[int, datetime, str]:
-    """What needs attention first: open critical alerts, then overdue labs, then any open
-    alert, then the rest; within each, the earliest next due date."""
-    if p.open_critical or p.error:
-        rank = 0
-    elif p.overdue:
-        rank = 1
-    elif p.open_alerts:
-        rank = 2
-    else:
-        rank = 3
-    return rank, p.next_due or datetime.max.replace(tzinfo=UTC), p.id
-
-
-def patient_summaries(
-    session: Session, protocols: Mapping[str, Protocol], now: datetime, teams: scope.Teams = None
-) -> list[PatientSummaryOut]:
-    counts = _open_counts(session)
-    rows = session.exec(
-        select(PatientRow).where(*scope.patient_clauses(teams)).order_by(col(PatientRow.id))
-    ).all()
-    out = [patient_summary(session, r, protocols, now, counts.get(r.id, (0, 0))) for r in rows]
-    return sorted(out, key=need_rank)
-
-
 def _event_summary(e: EventRow) -> str:
     p = e.payload
     if e.kind == "lab":
@@ -449,7 +386,15 @@ def patient_detail(
         if mg is None and doses[-1].dose_mg is None:
             continue
         doses.append(chart.DoseMark(at, mg))
-    end = max([now, *(e.at for e in rows)])
+    marks = [
+        chart_marks.Mark(e.at, "symptoms", "symptoms: " + _event_summary(e))
+        for e in rows
+        if e.kind == "symptoms" and not e.payload.get("resolved")
+    ]
+    marks.append(chart_marks.Mark(now, "today"))
+    if summary.next_due is not None:
+        marks.append(chart_marks.Mark(summary.next_due, "next-due"))
+    end = max([now, *(e.at for e in rows), *([summary.next_due] if summary.next_due else [])])
     identifiers = session.exec(
         select(PatientIdentifierRow).where(PatientIdentifierRow.patient_id == patient_id)
     ).all()
@@ -488,7 +433,9 @@ def patient_detail(
         ],
         alerts=[alert_out(a) for a in alerts],
     )
-    svg = chart.render(points, lines, doses, row.start, end + (end - row.start) * 0.03, tz)
+    svg = chart.render(
+        points, lines, doses, row.start, end + (end - row.start) * 0.03, tz, marks=marks
+    )
     return PatientView(out, svg, row.display_name)
 
 
@@ -515,67 +462,3 @@ def waiting_values(session: Session, patient_id: str) -> list[WaitingValueOut]:
             )
         )
     return out
-
-
-# --- operations -------------------------------------------------------------------
-
-
-def health(
-    session: Session, scheduler: Any, last_sweep: datetime | None, protocols: Mapping[str, Protocol]
-) -> HealthOut:
-    """What /healthz reports, plus what the health page adds for people."""
-
-    def count(model: Any, *where: Any) -> int:
-        return int(session.exec(select(func.count()).select_from(model).where(*where)).one())
-
-    last_eval = session.exec(select(func.max(PatientRow.evaluated_at))).one()
-    return HealthOut(
-        scheduler_running=bool(scheduler and scheduler.running) if scheduler is not None else None,
-        scheduler_here=scheduler is not None,
-        last_sweep=last_sweep,
-        last_evaluation=_aware(last_eval),
-        outbox_depth=count(DeliveryRow, col(DeliveryRow.state).in_(["pending", "sending"])),
-        failed_deliveries=count(DeliveryRow, DeliveryRow.state == "failed"),
-        quarantine_waiting=count(QuarantineRow, QuarantineRow.state == "waiting"),
-        unapproved_profiles=[p.label for p in protocols.values() if not p.approval.approved],
-    )
-
-
-def _aware(value: Any) -> datetime | None:
-    """`max()` over a UTC column comes back naive on SQLite: it is UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    assert isinstance(value, datetime)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def failed_deliveries(session: Session, limit: int = 50) -> list[tuple[DeliveryRow, str]]:
-    """The latest failed deliveries with their lead alert's code."""
-    stmt = (
-        select(DeliveryRow, AlertRow.code)
-        .where(DeliveryRow.state == "failed", DeliveryRow.lead_alert_id == AlertRow.id)
-        .order_by(col(DeliveryRow.updated_at).desc())
-        .limit(limit)
-    )
-    return [(d, code) for d, code in session.exec(stmt)]
-
-
-def unmapped_codes(session: Session) -> list[tuple[str, str, int]]:
-    """(sender, code, waiting values): codes the mapping does not know, by sender."""
-    from monitor.core.units import ANALYTES
-    from monitor.services.held import unmapped_counts
-
-    return unmapped_counts(session, ANALYTES)
-
-
-def waiting_quarantine(session: Session, limit: int = 200) -> list[QuarantineRow]:
-    return list(
-        session.exec(
-            select(QuarantineRow)
-            .where(QuarantineRow.state == "waiting")
-            .order_by(col(QuarantineRow.received_at).desc())
-            .limit(limit)
-        )
-    )

@@ -1,7 +1,8 @@
 """Rendering pages: the Jinja2 environment, time formatting, flash messages.
 
 Templates are autoescaped; times are shown in the console's time zone with its
-abbreviation, so "09:00" is never ambiguous. Flash messages live in the session
+UTC offset, so "09:00 +01:00" is never ambiguous (abbreviations such as BST are not
+understood everywhere). Flash messages live in the session
 row (not in the URL), so nothing a user typed is reflected from a link.
 """
 
@@ -15,11 +16,14 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from monitor.core.units import DISPLAY_NAME
 from monitor.store.accounts import WebSessionRow
 from monitor.store.db import session_scope
 from monitor.web.auth import Principal, host_of
 from monitor.web.chart import fmt
 from monitor.web.csrf import FIELD
+from monitor.web.triage import span
+from monitor.web.wording import local_time, localise_message, threshold_label, unit_of, with_unit
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -43,12 +47,16 @@ class Renderer:
         self.env.filters["when"] = self.when
         self.env.filters["day"] = self.day
         self.env.filters["num"] = _num
+        self.env.filters["span"] = span
+        self.env.filters["unit"] = unit_of
+        self.env.filters["with_unit"] = lambda v, analyte: with_unit(analyte, v)
+        self.env.filters["threshold"] = lambda v, key, baseline: threshold_label(key, v, baseline)
+        self.env.globals["display_names"] = DISPLAY_NAME
+        self.env.filters["localise"] = lambda text: localise_message(text, self.tz)
 
     def when(self, value: datetime | None) -> str:
-        if value is None:
-            return "-"
-        local = value.astimezone(self.tz)
-        return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or "")
+        """The site's local time with its UTC offset ("2026-03-30 09:00 +01:00")."""
+        return local_time(value, self.tz)
 
     def day(self, value: datetime | None) -> str:
         return value.astimezone(self.tz).strftime("%Y-%m-%d") if value else "-"
@@ -71,6 +79,11 @@ class Renderer:
             **context,
         )
         return HTMLResponse(html, status_code=status, headers=NO_STORE)
+
+    def fragment(self, template: str, **context: Any) -> HTMLResponse:
+        """A piece of a page for a script to swap in: no layout, no flashes popped."""
+        html = self.env.get_template(template).render(**context)
+        return HTMLResponse(html, headers=NO_STORE)
 
 
 def renderer_of(request: Request) -> Renderer:

@@ -30,7 +30,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/logout"): "signed-in",
     ("GET", "/account"): "signed-in",
     ("POST", "/account/password"): "signed-in",
-    ("GET", "/"): "public",  # a redirect to /alerts, which needs a sign-in
+    ("GET", "/"): "coordinator",  # the triage desk
+    ("GET", "/triage/rows"): "coordinator",
+    ("POST", "/triage/act"): "coordinator",
     ("GET", "/alerts"): "coordinator",
     ("GET", "/alerts.csv"): "coordinator",
     ("GET", "/alerts/{code}"): "coordinator",
@@ -96,7 +98,7 @@ def test_logged_out_users_reach_only_the_login_page(console: Console) -> None:
         assert response.status_code == 303, (method, path)
         assert response.headers["location"].startswith("/login?next="), (method, path)
     assert client.get("/login").status_code == 200
-    assert client.get("/").headers["location"] == "/alerts"
+    assert client.get("/").headers["location"].startswith("/login?next=")
 
 
 def test_logged_out_api_answers_401(console: Console) -> None:
@@ -176,7 +178,7 @@ def test_login_form_needs_its_own_token(console: Console) -> None:
 def test_open_redirect_after_login_is_refused(console: Console) -> None:
     client = console.client()
     page = client.get("/login?next=//evil.example/x")
-    assert 'value="/alerts"' in page.text
+    assert 'value="/"' in page.text
     response = client.post(
         "/login",
         data={
@@ -186,7 +188,7 @@ def test_open_redirect_after_login_is_refused(console: Console) -> None:
             "next": "https://evil.example/",
         },
     )
-    assert response.headers["location"] == "/alerts"
+    assert response.headers["location"] == "/"  # the triage desk
 
 
 def test_security_headers_and_no_caching(console: Console) -> None:

@@ -12,6 +12,7 @@ from sqlmodel import select
 from monitor.accounts import create_token, revoke_token, set_disabled
 from monitor.store.accounts import AuditRow
 from monitor.store.db import session_scope
+from monitor.web.chart import fmt
 from tests.web.conftest import NOW, SECRET_NAME, Console, signed_in
 
 
@@ -67,7 +68,8 @@ def test_alert_api_answers_what_the_alert_page_shows(console: Console) -> None:
             for t in d["attempts"]:
                 assert t["provider_id"] in html
         for name, limit in body["details"].get("thresholds", {}).items():
-            assert f"{name.replace('_', ' ')}</td><td>{limit:g}" in html
+            cell = re.search(rf'data-key="{name}">([^<]*)</td>', html)
+            assert cell and fmt(limit) in cell.group(1), (name, limit)  # in words, same value
     assert api_client.get("/api/alerts/NOSUCH").status_code == 404
 
 
@@ -88,7 +90,9 @@ def test_patient_api_answers_what_the_pages_show(console: Console) -> None:
             )
         }
         assert {round(s["multiple_of_uln"], 3) for s in detail["stop_lines"]} == svg
-        event_cells = r'<tr class="event kind-\w+">.*?</td><td>\w+</td><td>([^<]*)'
+        event_cells = (
+            r'<tr class="event kind-\w+">.*?</td><td data-label="What">\w+</td><td>([^<]*)'
+        )
         assert [e["summary"] for e in detail["events"]] == [
             m.strip() for m in re.findall(event_cells, page)
         ]

@@ -73,3 +73,31 @@ def test_absolute_line_with_symptoms_reads_plainly() -> None:
     lines = chart.stop_lines(SEED, patient(baseline={"alt": 200.0, "ast": 20.0}), ULN)
     [alt] = [ln for ln in lines if ln.analytes == ("alt",) and ln.symptomatic]
     assert alt.label == "ALT ≥ 300 U/L + symptoms = 9.09× ULN"
+
+
+def test_marks_for_symptoms_next_due_and_today_and_alt_ast_lines_differ() -> None:
+    from monitor.web.chart_marks import Mark
+
+    lines = chart.stop_lines(SEED, patient(), ULN)
+    marks = [
+        Mark(T0 + timedelta(days=2), "symptoms", "symptoms: nausea"),
+        Mark(T0 + timedelta(days=5), "today"),
+        Mark(T0 + timedelta(days=9), "next-due"),
+        Mark(T0 + timedelta(days=99), "next-due"),  # off the chart: not drawn
+    ]
+    svg = str(
+        chart.render(
+            [], lines, [chart.DoseMark(T0, 50)], T0, T0 + timedelta(days=14), UTC, marks=marks
+        )
+    )
+    root = ElementTree.fromstring(svg)
+    for kind in ("symptoms", "today", "next-due"):
+        assert len(root.findall(f".//s:g[@class='mark mark-{kind}']", NS)) == 1, kind
+    strokes = {}
+    for g in root.findall(".//s:g[@data-analytes]", NS):
+        line = g.find("s:line", NS)
+        assert line is not None
+        strokes.setdefault(g.get("data-analytes"), set()).add(
+            (line.get("stroke"), line.get("stroke-dasharray"))
+        )
+    assert strokes["alt"].isdisjoint(strokes["ast"])

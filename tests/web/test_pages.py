@@ -119,9 +119,19 @@ def test_alert_page_shows_values_thresholds_escalation_and_delivery_attempts(
     assert page.status_code == 200
     text = page.text
     assert "ALT 150 U/L is &gt;= 5x baseline (110 U/L)" in text
-    assert "alt baseline multiple limit</td><td>110" in text
-    assert "<td>alt</td><td>150</td><td>2</td>" in text  # value and CTCAE grade
-    assert "oncall" in text and "step 1 of 3: reached" in text
+    # thresholds in words with units, values with units (not raw keys and bare numbers)
+    assert 'data-key="alt_baseline_multiple_limit">ALT 5x baseline (110 U/L)</td>' in text
+    assert "alt baseline multiple limit" not in text
+    assert (
+        '<td data-label="Analyte">ALT</td><td data-label="Value" class="nowrap value">150 U/L'
+        in text
+    )
+    assert "µmol/L" in text  # bilirubin's unit as a reader writes it
+    # the escalation chain names people, not group ids
+    chain = text.split('<ol class="chain">')[1].split("</ol>")[0]
+    assert "On-call clinician" in chain and ">oncall" not in chain
+    assert "step 1 of 3: reached" in text
+    assert "+00:00" in text and " GMT" not in text  # local times carry their offset
     assert "On-call clinician" in text and "console-" in text  # recipient and provider id
     assert "console: on-call clinician" in text  # the attempt's channel and address
     assert client.get("/alerts/NOSUCH").status_code == 404
