@@ -55,22 +55,22 @@ def quiet() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
-def populate(engine: Engine, n: int, due: int) -> list[str]:
-    """n enrolled patients (one real enrolment copied), `due` of them due at NOW."""
+def populate(engine: Engine, n: int, due: int, now: datetime = NOW) -> list[str]:
+    """n enrolled patients (one real enrolment copied), `due` of them due at `now`."""
     service = Service(load_config(str(CONFIG), SecretSource()), engine=engine)
     model = PatientIn.model_validate(
         {
             "id": "T",
             "weight_kg": 70,
-            "start": (NOW - timedelta(days=20)).isoformat(),
+            "start": (now - timedelta(days=20)).isoformat(),
             "tpmt": "normal",
             "baseline": {"alt": 20, "ast": 20},
         }
     )
     cfg = service.config
     with session_scope(engine) as s:
-        enroll(s, model, NOW - timedelta(days=20), cfg.protocols, cfg.settings.default_protocol)
-        s.execute(update(PatientRow).values(next_check_at=NOW + timedelta(days=30)))
+        enroll(s, model, now - timedelta(days=20), cfg.protocols, cfg.settings.default_protocol)
+        s.execute(update(PatientRow).values(next_check_at=now + timedelta(days=30)))
     pg = engine.dialect.name == "postgresql"
     series = (
         "generate_series(0, :last) AS s(n)"
@@ -90,6 +90,8 @@ def populate(engine: Engine, n: int, due: int) -> list[str]:
             {"last": n - 2},
         )
         conn.execute(text("DELETE FROM alerts"))
+    if not due:
+        return []
     step = max(1, (n - 1) // due)
     ids = [f"S{i:08d}" for i in range(0, step * due, step)][:due]
     with session_scope(engine) as s:
@@ -97,7 +99,7 @@ def populate(engine: Engine, n: int, due: int) -> list[str]:
             s.execute(
                 update(PatientRow)
                 .where(col(PatientRow.id).in_(ids[start : start + 500]))
-                .values(next_check_at=NOW - timedelta(minutes=5))
+                .values(next_check_at=now - timedelta(minutes=5))
             )
     if pg:
         with engine.begin() as conn:
