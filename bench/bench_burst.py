@@ -1,7 +1,7 @@
 """A burst of distinct stop alerts, end to end to a local webhook receiver, beside
 Prometheus Alertmanager fed the same alerts and delivering to the same receiver.
 
-Run: .venv/bin/python bench/bench_burst.py [--alerts 20000]
+Run: .venv/bin/python bench/bench_burst.py [--alerts 20000 | --quick]
 What is timed: for lab-monitor, from `monitor run` starting with N committed stop
 alerts (each with its delivery in the outbox: the sending side) to the receiver
 holding all N; for Alertmanager (in memory, clustering off, group_wait 0,
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import machine  # noqa: E402
+from bench.machine import machine, write_result  # noqa: E402
 from monitor.routing import parse_routing  # noqa: E402
 from monitor.services.outbox import enqueue  # noqa: E402
 from monitor.settings import load_settings  # noqa: E402
@@ -267,11 +267,12 @@ receivers:
     return {"delivered": got, "seconds": elapsed, "rate": got / elapsed}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=20_000)
-    args = parser.parse_args()
-    n = args.alerts
+    parser.add_argument("--alerts", type=int, help="default 20,000 (the issue's size)")
+    parser.add_argument("--quick", action="store_true", help="500 alerts")
+    args = parser.parse_args(argv)
+    n = args.alerts or (500 if args.quick else 20_000)
     receiver = Receiver()
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -299,23 +300,17 @@ def main() -> int:
         line("lab-monitor rate", f"{ours['rate']:,.0f}/s",
              f">= Alertmanager {theirs['rate']:,.0f}/s ({ours['rate'] / theirs['rate']:.2f}x)",
              ours["rate"] >= theirs["rate"])
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"burst-{stamp}.json").write_text(
-        json.dumps(
-            {
-                "benchmark": "burst",
-                "alerts": n,
-                "at": stamp,
-                "machine": machine(),
-                "lab_monitor": ours,
-                "alertmanager": theirs,
-                "goals_met": ok,
-            },
-            indent=2,
-        )
+    path = write_result(
+        "burst",
+        {
+            "alerts": n,
+            "machine": machine(),
+            "lab_monitor": ours,
+            "alertmanager": theirs,
+            "goals_met": ok,
+        },
     )
+    print(f"     written to {path.relative_to(ROOT)}")
     return 0 if ok else 1
 
 
