@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_burst import rss_mb  # noqa: E402
 from bench.bench_sweep import populate, quiet  # noqa: E402
+from bench.harness import rss_mb  # noqa: E402
 from bench.machine import machine, write_result  # noqa: E402
 from monitor.store.db import make_engine, upgrade  # noqa: E402
 
