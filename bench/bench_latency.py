@@ -51,13 +51,14 @@ def pct(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, int(len(ordered) * q + 0.999999) - 1))]
 
 
-def stop_oru(n: int, patient: str, at: datetime) -> str:
+def stop_oru(patient: str, at: datetime) -> str:
+    """One ALT far above the stop line; message and order ids unique per patient."""
     ts = at.strftime("%Y%m%d%H%M%S")
     return "\r".join(
         [
-            f"MSH|^~\\&|LAB|HOSP|MONITOR|HOSP|{ts}||ORU^R01|L{n}|P|2.5.1",
+            f"MSH|^~\\&|LAB|HOSP|MONITOR|HOSP|{ts}||ORU^R01|L{patient}|P|2.5.1",
             f"PID|1||{patient}^^^HOSP^MR||DOE^JANE",
-            f"OBR|1||LORD-{n}|24325-3^Hepatic panel^LN|||{ts}",
+            f"OBR|1||LORD-{patient}|24325-3^Hepatic panel^LN|||{ts}",
             f"OBX|1|NM|1742-6^ALT^LN||640|U/L|||||F|||{ts}",
         ]
     ) + "\r"
@@ -174,7 +175,7 @@ async def ours(
 
         async def send(i: int, patient: str) -> None:
             reader, writer = conns[i % CONNECTIONS]
-            writer.writeblock(stop_oru(i, patient, datetime.now(UTC)).encode())
+            writer.writeblock(stop_oru(patient, datetime.now(UTC)).encode())
             await writer.drain()
             if b"MSA|AA" not in await reader.readblock():
                 refused.append(patient)
