@@ -13,26 +13,32 @@ from sqlalchemy.engine import Engine, make_url
 from monitor.store.db import make_engine
 
 
+def _admin(db_url: str, sql: str) -> None:
+    admin = create_engine(make_url(db_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(sql))
+    admin.dispose()
+
+
+def fresh_database(db_url: str, name: str) -> str:
+    """The URL of an empty database `name` on db_url's server (dropped first if left over)."""
+    _admin(db_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(db_url, f'CREATE DATABASE "{name}"')
+    return make_url(db_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(db_url: str, name: str) -> None:
+    _admin(db_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @contextmanager
 def scratch_engine(db_url: str | None, sqlite_path: Path, name: str) -> Iterator[Engine]:
     """An engine on an empty database: `sqlite_path`, or database `name` beside db_url's."""
-    if not db_url:
-        engine = make_engine(f"sqlite:///{sqlite_path}")
-        try:
-            yield engine
-        finally:
-            engine.dispose()
-        return
-    url = make_url(db_url)
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(url.set(database=name).render_as_string(hide_password=False))
+    url = fresh_database(db_url, name) if db_url else f"sqlite:///{sqlite_path}"
+    engine = make_engine(url)
     try:
         yield engine
     finally:
         engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+        if db_url:
+            drop_database(db_url, name)
