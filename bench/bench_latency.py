@@ -171,28 +171,45 @@ async def ours(
     refused: list[str] = []
     try:
         await wait_for_port(port)
-        conns = [await hl7.mllp.open_hl7_connection("127.0.0.1", port) for _ in range(CONNECTIONS)]
+        conns: list[Any] = []
 
         async def send(i: int, patient: str) -> None:
-            reader, writer = conns[i % CONNECTIONS]
-            writer.writeblock(stop_oru(patient, datetime.now(UTC)).encode())
-            await writer.drain()
-            if b"MSA|AA" not in await reader.readblock():
-                refused.append(patient)
+            """Send, wait for the ACK; a connection the daemon closed (its idle timeout
+            between phases) is opened again and the message resent."""
+            for _ in range(2):
+                if conns[i % CONNECTIONS] is None:
+                    conns[i % CONNECTIONS] = await hl7.mllp.open_hl7_connection("127.0.0.1", port)
+                reader, writer = conns[i % CONNECTIONS]
+                try:
+                    writer.writeblock(stop_oru(patient, datetime.now(UTC)).encode())
+                    await writer.drain()
+                    ack = await reader.readblock()
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    conns[i % CONNECTIONS] = None
+                    continue
+                if b"MSA|AA" not in ack:
+                    refused.append(patient)
+                return
+            refused.append(patient)
 
         for rate, keys in phases:
+            conns[:] = [None] * CONNECTIONS
             due = await paced(keys, rate, CONNECTIONS, send)
+            for conn in conns:
+                if conn is not None:
+                    conn[1].close()
             await settle(receiver, "monitor", keys, wait)
             peak = max(peak, rss_mb(proc.pid))
             out.append(
                 {"rate": rate, **figures(receiver, "monitor", due), "not_accepted": len(refused)}
             )
             refused.clear()
-        for _, writer in conns:
-            writer.close()
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     return out, peak
 
 
