@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import Receiver, alertmanager, post_alerts, rss_mb  # noqa: E402
-from bench.machine import machine, write_result  # noqa: E402
+from bench.machine import machine, shown, write_result  # noqa: E402
 from monitor.routing import parse_routing  # noqa: E402
 from monitor.services.outbox import enqueue  # noqa: E402
 from monitor.settings import load_settings  # noqa: E402
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             "goals_met": ok,
         },
     )
-    print(f"     written to {path.relative_to(ROOT)}")
+    print(f"     written to {shown(path)}")
     return 0 if ok else 1
 
 

@@ -37,7 +37,7 @@ from sqlalchemy import text  # noqa: E402
 from bench.bench_mllp import wait_for_port  # noqa: E402
 from bench.bench_sweep import populate, quiet  # noqa: E402
 from bench.harness import Receiver, alertmanager, free_port, post_alerts, rss_mb  # noqa: E402
-from bench.machine import machine, write_result  # noqa: E402
+from bench.machine import machine, shown, write_result  # noqa: E402
 from monitor.store.db import make_engine, upgrade  # noqa: E402
 
 GOAL_RATIO = 3.0
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             "goals_met": ok,
         },
     )
-    print(f"     written to {path.relative_to(ROOT)}")
+    print(f"     written to {shown(path)}")
     return 0 if ok else 1
 
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_sweep import populate, quiet  # noqa: E402
 from bench.harness import rss_mb  # noqa: E402
-from bench.machine import machine, write_result  # noqa: E402
+from bench.machine import machine, shown, write_result  # noqa: E402
 from monitor.store.db import make_engine, upgrade  # noqa: E402
 
 RSS_GOAL_MB, START_RATIO_GOAL = 250.0, 1.5
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "met": {"start": ok_start, "rss": ok_rss},
         },
     )
-    print(f"  written to {path.relative_to(ROOT)}")
+    print(f"  written to {shown(path)}")
     return 0 if ok_start and ok_rss else 1
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import func, select, text, update  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlmodel import col  # noqa: E402
 
-from bench.machine import machine, write_result  # noqa: E402
+from bench.machine import machine, shown, write_result  # noqa: E402
 from bench.pgutil import scratch_engine  # noqa: E402
 from monitor.clock import ManualClock  # noqa: E402
 from monitor.daemon import Service, load_config  # noqa: E402
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             "met": {"large_ms": ok_ms, "ratio": ok_ratio, "all_judged": all_judged},
         },
     )
-    print(f"  written to {path.relative_to(ROOT)}")
+    print(f"  written to {shown(path)}")
     return 0 if ok_ms and ok_ratio and all_judged else 1
 
 
