@@ -1,7 +1,7 @@
 """A burst of distinct stop alerts, end to end to a local webhook receiver, beside
 Prometheus Alertmanager fed the same alerts and delivering to the same receiver.
 
-Run: .venv/bin/python bench/bench_burst.py [--alerts 20000]
+Run: .venv/bin/python bench/bench_burst.py [--alerts 20000 | --quick]
 What is timed: for lab-monitor, from `monitor run` starting with N committed stop
 alerts (each with its delivery in the outbox: the sending side) to the receiver
 holding all N; for Alertmanager (in memory, clustering off, group_wait 0,
@@ -13,24 +13,20 @@ Writes bench/results/burst-<time>.json with the machine's description.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import machine  # noqa: E402
+from bench.harness import Receiver, alertmanager, post_alerts, rss_mb  # noqa: E402
+from bench.machine import machine, shown, write_result  # noqa: E402
 from monitor.routing import parse_routing  # noqa: E402
 from monitor.services.outbox import enqueue  # noqa: E402
 from monitor.settings import load_settings  # noqa: E402
@@ -38,50 +34,6 @@ from monitor.store.db import make_engine, session_scope, upgrade  # noqa: E402
 from monitor.store.models import AlertRow  # noqa: E402
 
 RSS_GOAL_MB = 250.0
-
-
-class Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.lock = threading.Lock()
-        self.codes: dict[str, set[str]] = {"monitor": set(), "am": set()}
-        self.posts = {"monitor": 0, "am": 0}
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        pass  # a client closing a kept-alive connection is not news
-
-    def count(self, who: str) -> int:
-        with self.lock:
-            return len(self.codes[who])
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        server: Receiver = self.server  # type: ignore[assignment]
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        who = "am" if self.path.startswith("/am") else "monitor"
-        if who == "am":
-            codes = [a["labels"]["code"] for a in body.get("alerts", [])]
-        else:
-            codes = [body["alert_code"]]
-        with server.lock:
-            server.codes[who].update(codes)
-            server.posts[who] += 1
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
 
 
 def seed(db: str, config: Path, n: int) -> None:
@@ -110,17 +62,6 @@ def seed(db: str, config: Path, n: int) -> None:
                 s.flush()
                 enqueue(s, [alert], routing, now)
     engine.dispose()
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def run_monitor(receiver: Receiver, n: int, tmp: Path) -> dict[str, float]:
@@ -184,96 +125,28 @@ escalation_seconds = 3600
     }
 
 
-def alertmanager_binary() -> str | None:
-    found = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], check=False)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "prometheus-alertmanager"],
-            check=False,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-
-
 def run_alertmanager(receiver: Receiver, n: int, tmp: Path) -> dict[str, float] | None:
-    binary = alertmanager_binary()
-    if binary is None:
-        return None
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (tmp / "am.yml").write_text(f"""
-route:
-  receiver: hook
-  group_by: ['...']
-  group_wait: 0s
-  group_interval: 1s
-  repeat_interval: 24h
-receivers:
-  - name: hook
-    webhook_configs:
-      - url: "{receiver.url}/am"
-        send_resolved: false
-""")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp / 'am.yml'}",
-            f"--storage.path={tmp / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    api = f"http://127.0.0.1:{port}/api/v2/alerts"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        ends = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    with alertmanager(receiver, tmp) as api:
+        if api is None:
+            return None
         t0 = time.perf_counter()
         for start in range(0, n, 500):
-            alerts = [
-                {
-                    "labels": {"alertname": "stop.transaminase", "code": f"B{i:06d}"},
-                    "annotations": {"summary": "ALT above the stop line"},
-                    "endsAt": ends,
-                }
-                for i in range(start, min(n, start + 500))
-            ]
-            request = urllib.request.Request(
-                api,
-                data=json.dumps(alerts).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            urllib.request.urlopen(request, timeout=30).read()
+            post_alerts(api, [f"B{i:06d}" for i in range(start, min(n, start + 500))])
         deadline = time.monotonic() + 300
         while receiver.count("am") < n and time.monotonic() < deadline:
             time.sleep(0.02)
         elapsed = time.perf_counter() - t0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     got = receiver.count("am")
     return {"delivered": got, "seconds": elapsed, "rate": got / elapsed}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=20_000)
-    args = parser.parse_args()
-    n = args.alerts
-    receiver = Receiver()
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    parser.add_argument("--alerts", type=int, help="default 20,000 (the issue's size)")
+    parser.add_argument("--quick", action="store_true", help="500 alerts")
+    args = parser.parse_args(argv)
+    n = args.alerts or (500 if args.quick else 20_000)
+    receiver = Receiver().start()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         ours = run_monitor(receiver, n, tmp)
@@ -299,23 +172,17 @@ def main() -> int:
         line("lab-monitor rate", f"{ours['rate']:,.0f}/s",
              f">= Alertmanager {theirs['rate']:,.0f}/s ({ours['rate'] / theirs['rate']:.2f}x)",
              ours["rate"] >= theirs["rate"])
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"burst-{stamp}.json").write_text(
-        json.dumps(
-            {
-                "benchmark": "burst",
-                "alerts": n,
-                "at": stamp,
-                "machine": machine(),
-                "lab_monitor": ours,
-                "alertmanager": theirs,
-                "goals_met": ok,
-            },
-            indent=2,
-        )
+    path = write_result(
+        "burst",
+        {
+            "alerts": n,
+            "machine": machine(),
+            "lab_monitor": ours,
+            "alertmanager": theirs,
+            "goals_met": ok,
+        },
     )
+    print(f"     written to {shown(path)}")
     return 0 if ok else 1
 
 

@@ -1,6 +1,7 @@
 """Batch ingest beside its limits, measured in the same run.
 
-Run: .venv/bin/python bench/bench_ingest.py [--messages 25000] [--patients 1000]
+Run: .venv/bin/python bench/bench_ingest.py [--messages 25000] [--patients 1000] [--quick]
+     [--db-url URL]  (PostgreSQL: the same figures on that server)
 What is timed, on one fresh SQLite file each:
 - lab-monitor HL7: `ingest_payload` over N ORU^R01 messages of 4 liver values each
   (what `monitor ingest` does: parse, match, store, judge, commit every 200 messages);
@@ -34,6 +35,7 @@ import hl7  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from bench.machine import machine, write_result  # noqa: E402
+from bench.pgutil import drop_database, fresh_database  # noqa: E402
 from monitor.routing import parse_routing  # noqa: E402
 from monitor.schemas import PatientIn  # noqa: E402
 from monitor.services.intake import enroll  # noqa: E402
@@ -98,8 +100,17 @@ def csv_text(messages: int, patients: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+DB_URL: str | None = None  # --db-url: each fresh database is made on that server
+MADE: list[str] = []
+
+
 def fresh(tmp: Path, name: str, patients: int) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp / name}")
+    url = f"sqlite:///{tmp / name}"
+    if DB_URL:
+        db = "bench_ingest_" + name.split(".")[0]
+        url = fresh_database(DB_URL, db)
+        MADE.append(db)
+    engine = make_engine(url)
     upgrade(engine)
     with session_scope(engine) as s:
         for p in range(patients):
@@ -164,12 +175,27 @@ def history_cost(tmp: Path, per: int) -> tuple[float, float]:
     return new_s / values, old_s / values
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    global DB_URL
     quiet()
     ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=25_000)
-    ap.add_argument("--patients", type=int, default=1_000)
-    args = ap.parse_args()
+    ap.add_argument("--messages", type=int, help="default 25,000 (100,000 values)")
+    ap.add_argument("--patients", type=int, help="default 1,000")
+    ap.add_argument("--quick", action="store_true", help="500 messages, 50 patients")
+    ap.add_argument("--db-url", help="a PostgreSQL URL (scripts/ensure-postgres prints one)")
+    args = ap.parse_args(argv)
+    args.messages = args.messages or (500 if args.quick else 25_000)
+    args.patients = args.patients or (50 if args.quick else 1_000)
+    DB_URL = args.db_url
+    try:
+        return measure(args)
+    finally:
+        for db in MADE:
+            drop_database(DB_URL or "", db)
+
+
+def measure(args: argparse.Namespace) -> int:
+    db = "postgresql" if DB_URL else "sqlite"
     n_values = args.messages * len(ANALYTES)
     texts = [oru(n, p, at) for n, p, at in draws(args.messages, args.patients)]
     with tempfile.TemporaryDirectory() as d:
@@ -204,7 +230,7 @@ def main() -> int:
         "csv >= 20,000 values/s": rate["lab_monitor_csv"] >= GOAL_CSV_RATE,
         "500-event history <= 1.5x new patient": history_ratio <= GOAL_HISTORY_RATIO,
     }
-    print(f"{n_values:,} values ({args.messages:,} ORU, {args.patients:,} patients)")
+    print(f"{n_values:,} values ({args.messages:,} ORU, {args.patients:,} patients) on {db}")
     print(
         f"  lab-monitor HL7   {rate['lab_monitor_hl7']:>10,.0f} values/s  "
         f"hl7.parse alone {rate['hl7_parse']:,.0f}/s: {hl7_ratio:.2f}x (goal >= 0.5x)"
@@ -221,8 +247,9 @@ def main() -> int:
     for goal, met in goals.items():
         print(f"  {'met   ' if met else 'MISSED'} {goal}")
     write_result(
-        "ingest",
+        "ingest" if db == "sqlite" else f"ingest-{db}",
         {
+            "database": db,
             "messages": args.messages,
             "patients": args.patients,
             "values": n_values,

@@ -38,3 +38,9 @@ def write_result(name: str, data: dict[str, object]) -> Path:
     path = RESULTS / f"{name}-{stamp}.json"
     path.write_text(json.dumps({"benchmark": name, "at": stamp, **data}, indent=2))
     return path
+
+
+def shown(path: Path) -> str:
+    """A result's path as printed: relative to the checkout when inside it."""
+    root = RESULTS.parent.parent
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)

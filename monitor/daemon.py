@@ -53,6 +53,7 @@ from monitor.startup import (
     StartupError,
     check_database,
     db_error_line,
+    enrolled_count,
     listen_socket,
     require_a_person,
 )
@@ -320,8 +321,7 @@ class Service(HostBasics):
         task.add_done_callback(self._closing.discard)
 
     def status_line(self) -> str:
-        with session_scope(self.engine) as session:
-            patients = len(session.exec(select(PatientRow.id)).all())
+        patients = enrolled_count(self.engine)  # one count(*), not every id loaded
         warn = unapproved(self.config.protocols)
         return f"{patients} patients; " + (
             f"UNAPPROVED profiles: {', '.join(warn)}" if warn else "all profiles approved"
@@ -444,8 +444,9 @@ class Service(HostBasics):
         if sock is not None:
             server, server_task = await self._start_web(sock)
         await self._start_sources()
-        self.sd.ready(status=self.status_line())
-        log.info("daemon.started", status=self.status_line())
+        status = self.status_line()
+        self.sd.ready(status=status)
+        log.info("daemon.started", status=status)
         await self.stopping.wait()
         log.info("daemon.stopping")
         self.sd.stopping()

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import socket
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.config_check import unreachable_critical
 from monitor.routing import Routing
 from monitor.settings import SettingsError
+from monitor.store.models import PatientRow
 
-__all__ = ["StartupError", "check_database", "listen_socket", "require_a_person"]
+__all__ = [
+    "StartupError",
+    "check_database",
+    "enrolled_count",
+    "listen_socket",
+    "require_a_person",
+]
 
 
 class StartupError(SettingsError):
@@ -39,6 +46,13 @@ def check_database(engine: Engine) -> None:
             conn.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError) as exc:
         raise StartupError(f"database {where}: cannot open it ({db_error_line(exc)})") from exc
+
+
+def enrolled_count(engine: Engine) -> int:
+    """Patients enrolled, counted by the database: the start-up status line must not
+    load a million ids (8-16 s and ~300 MB at 1M patients) to print one number."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(PatientRow)).scalar_one())
 
 
 def listen_socket(host: str, port: int, what: str) -> socket.socket:

@@ -212,3 +212,27 @@ def test_a_missing_config_file_is_one_line_for_run(run: Run, tmp_path: Path) -> 
     code, _, err = run("--config", str(tmp_path / "missing.toml"), "run")
     assert code == 2
     assert "missing.toml: no such config file" in one_line_error(err)
+
+
+def test_enrolled_count_is_counted_by_the_database(tmp_path: Path) -> None:
+    """The start-up status line's number, without loading every patient's id."""
+    from datetime import UTC, datetime
+
+    from monitor.startup import enrolled_count
+    from monitor.store.db import make_engine, session_scope, upgrade
+    from monitor.store.models import PatientRow
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'count.db'}")
+    upgrade(engine)
+    assert enrolled_count(engine) == 0
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    with session_scope(engine) as s:
+        for i in range(3):
+            s.add(
+                PatientRow(
+                    id=f"C{i}", weight_kg=70, start=at, start_dose_mg=50,
+                    protocol_id="azathioprine-seed", enrolled_at=at,
+                )
+            )
+    assert enrolled_count(engine) == 3
+    engine.dispose()
