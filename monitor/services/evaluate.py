@@ -21,6 +21,7 @@ from monitor.core.domain import Finding
 from monitor.core.protocol import Protocol
 from monitor.engine import Run, run
 from monitor.routing import Routing
+from monitor.services import snapshots
 from monitor.services.outbox import enqueue
 from monitor.services.records import event_rows, events_of, patient_of
 from monitor.store.models import AlertRow, EventRow, PatientRow
@@ -71,16 +72,29 @@ def run_for(
     now: datetime,
     protocol: Protocol,
     history: list[EventRow] | None = None,
+    incremental: bool = False,
 ) -> Run:
     """The engine over the stored course (`history`, when the caller has read it);
     preliminary results count only if the profile says so (a final result normally
-    follows)."""
+    follows). `incremental`: continue from the stored snapshot where it still fits
+    the history, and store the next one (the evaluation's own transaction)."""
     rows = [
         r
         for r in (event_rows(session, row.id) if history is None else history)
         if protocol.preliminary_results_count or not r.payload.get("preliminary", False)
     ]
-    return run(patient_of(row), events_of(rows), now, protocol)
+    patient = patient_of(row)
+    if not incremental:
+        return run(patient, events_of(rows), now, protocol)
+    stored, snap = snapshots.load(session, patient, protocol)
+    seen = None if snap is None else snapshots.unseen(snap, rows, now)
+    if snap is not None and seen is not None:
+        result = run(patient, events_of(rows[seen:]), now, protocol, since=snap)
+    else:
+        result = run(patient, events_of(rows), now, protocol)
+    if snap is None or result.snapshot.state is not snap.state:
+        snapshots.store(session, stored, row.id, result.snapshot, protocol, now)
+    return result
 
 
 def evaluate_patient(
@@ -95,7 +109,7 @@ def evaluate_patient(
     row = lock_patient(session, patient_id)
     protocol = protocols[row.protocol_id]
     history = event_rows(session, patient_id)  # read once: the engine and next check
-    result = run_for(session, row, now, protocol, history)
+    result = run_for(session, row, now, protocol, history, incremental=True)
     known = {
         (rule, key)
         for rule, key in session.exec(

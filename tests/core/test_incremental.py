@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.core.domain import DoseEvent, Event, LabEvent, StopEvent, SymptomEvent
+from monitor.core.protocol import Protocol
 from monitor.core.timeline import deadline
 from monitor.engine import Run, Snapshot, run
 from tests.helpers import BSR, SEED, T0, patient
@@ -56,25 +57,28 @@ def build(steps: list[tuple[float, tuple[str, object]]]) -> list[Event]:
     return events
 
 
-def incremental(events: list[Event], nows: list[datetime], protocol: object) -> Run:
+def incremental(events: list[Event], nows: list[datetime], protocol: Protocol) -> Run:
     """Evaluate at each of `nows` in turn, each continuing from the last one's snapshot."""
     assert nows
     snap: Snapshot | None = None
     result: Run | None = None
     for now in nows:
         fresh = [e for e in events if snap is None or e.at > snap.covers]
-        result = run(patient(), fresh, now, protocol, since=snap)  # type: ignore[arg-type]
+        result = run(patient(), fresh, now, protocol, since=snap)
         snap = result.snapshot
     assert result is not None
     return result
 
 
 @pytest.mark.parametrize("protocol", [SEED, BSR], ids=["seed", "bsr"])
-@given(histories, st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=6),
-       st.floats(0, 60, allow_nan=False))
+@given(
+    histories,
+    st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=6),
+    st.floats(0, 60, allow_nan=False),
+)
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_incremental_equals_full_replay(
-    protocol: object,
+    protocol: Protocol,
     steps: list[tuple[float, tuple[str, object]]],
     cuts: list[float],
     tail: float,
@@ -84,13 +88,13 @@ def test_incremental_equals_full_replay(
     # Evaluation moments spread over the course (new events arrive between them),
     # always ending at `end`: the sweep's and intake's calls in some order.
     span = end - T0
-    nows = sorted(T0 + span * c for c in cuts) + [end]
-    full = run(patient(), events, end, protocol)  # type: ignore[arg-type]
+    nows = [*sorted(T0 + span * c for c in cuts), end]
+    full = run(patient(), events, end, protocol)
     inc = incremental(events, nows, protocol)
     assert inc.findings == full.findings
     assert inc.position == full.position
     assert inc.position.next_check_at == full.position.next_check_at
-    assert deadline(inc.state, protocol) == deadline(full.state, protocol)  # type: ignore[arg-type]
+    assert deadline(inc.state, protocol) == deadline(full.state, protocol)
     assert inc.state == full.state
     assert inc.snapshot.event_ids == full.snapshot.event_ids
 
