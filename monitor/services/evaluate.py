@@ -66,35 +66,50 @@ def lock_patient(session: Session, patient_id: str) -> PatientRow:
     return row
 
 
+def counted(rows: list[EventRow], protocol: Protocol) -> list[EventRow]:
+    """Preliminary results count only if the profile says so (a final one normally
+    follows)."""
+    if protocol.preliminary_results_count:
+        return rows
+    return [r for r in rows if not r.payload.get("preliminary", False)]
+
+
 def run_for(
     session: Session,
     row: PatientRow,
     now: datetime,
     protocol: Protocol,
     history: list[EventRow] | None = None,
-    incremental: bool = False,
 ) -> Run:
-    """The engine over the stored course (`history`, when the caller has read it);
-    preliminary results count only if the profile says so (a final result normally
-    follows). `incremental`: continue from the stored snapshot where it still fits
-    the history, and store the next one (the evaluation's own transaction)."""
-    rows = [
-        r
-        for r in (event_rows(session, row.id) if history is None else history)
-        if protocol.preliminary_results_count or not r.payload.get("preliminary", False)
-    ]
+    """The engine over the stored course from the start (`history`, when the caller
+    has read it)."""
+    rows = event_rows(session, row.id) if history is None else history
+    return run(patient_of(row), events_of(counted(rows, protocol)), now, protocol)
+
+
+def run_continued(
+    session: Session, row: PatientRow, now: datetime, protocol: Protocol
+) -> tuple[Run, list[EventRow]]:
+    """The engine continued from the stored snapshot where it still fits the history,
+    else from the start; the next snapshot is stored (the caller's transaction).
+    Returns the run and the events it read: all of them, or those after the snapshot."""
     patient = patient_of(row)
-    if not incremental:
-        return run(patient, events_of(rows), now, protocol)
     stored, snap = snapshots.load(session, patient, protocol)
-    seen = None if snap is None else snapshots.unseen(snap, rows, now)
-    if snap is not None and seen is not None:
-        result = run(patient, events_of(rows[seen:]), now, protocol, since=snap)
-    else:
-        result = run(patient, events_of(rows), now, protocol)
-    if snap is None or result.snapshot.state is not snap.state:
-        snapshots.store(session, stored, row.id, result.snapshot, protocol, now)
-    return result
+    newer = None
+    if stored is not None and snap is not None:
+        newer = snapshots.continuation(session, stored, snap, now)
+    if stored is not None and snap is not None and newer is not None:
+        result = run(patient, events_of(counted(newer, protocol)), now, protocol, since=snap)
+        if result.snapshot.state is not snap.state:
+            covered = [r for r in newer if r.at <= result.snapshot.covers]
+            fp = snapshots.fingerprint(covered, stored.fingerprint)
+            snapshots.store(session, stored, row.id, result.snapshot, protocol, now, fp)
+        return result, newer
+    rows = event_rows(session, row.id)
+    result = run(patient, events_of(counted(rows, protocol)), now, protocol)
+    fp = snapshots.fingerprint(r for r in rows if r.at <= result.snapshot.covers)
+    snapshots.store(session, stored, row.id, result.snapshot, protocol, now, fp)
+    return result, rows
 
 
 def evaluate_patient(
@@ -108,8 +123,9 @@ def evaluate_patient(
     (same transaction); return the new alerts."""
     row = lock_patient(session, patient_id)
     protocol = protocols[row.protocol_id]
-    history = event_rows(session, patient_id)  # read once: the engine and next check
-    result = run_for(session, row, now, protocol, history, incremental=True)
+    # Read once, for the engine and the next check: every event after the snapshot
+    # (all events when it replays), so every event dated after `now` is among them.
+    result, history = run_continued(session, row, now, protocol)
     known = {
         (rule, key)
         for rule, key in session.exec(

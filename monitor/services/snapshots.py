@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import pickle
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
 from monitor.core.domain import Patient
 from monitor.core.protocol import Protocol
@@ -59,20 +59,48 @@ def load(
     return row, snap
 
 
-def unseen(snap: Snapshot, rows: Sequence[EventRow], until: datetime) -> int | None:
-    """How many of `rows` (time order) the snapshot has applied, when the rest are all
-    dated after it; None when the history no longer continues it (replay)."""
+def fingerprint(rows: Iterable[EventRow], base: str = "0:0:0") -> str:
+    """count:sum:max of the ids of current events (what a snapshot covers): a late,
+    superseded or deleted event changes it. `base` extends an earlier fingerprint."""
+    count, total, top = (int(x) for x in base.split(":"))
+    for r in rows:
+        assert r.id is not None
+        count, total, top = count + 1, total + r.id, max(top, r.id)
+    return f"{count}:{total}:{top}"
+
+
+def continuation(
+    session: Session, stored: EngineSnapshotRow, snap: Snapshot, until: datetime
+) -> list[EventRow] | None:
+    """The current events after the snapshot, in time order, when the ones it covers
+    are still exactly those it saw (one aggregate and one read of the newer rows);
+    None when the history no longer continues it (replay from the start)."""
     if until < snap.covers:
         return None
-    n = len(snap.event_ids)
-    if n > len(rows):
+    count, total, top = session.exec(
+        select(
+            func.count(),
+            func.coalesce(func.sum(EventRow.id), 0),
+            func.coalesce(func.max(EventRow.id), 0),
+        ).where(
+            EventRow.patient_id == stored.patient_id,
+            col(EventRow.superseded_by).is_(None),
+            col(EventRow.at) <= snap.covers,
+        )
+    ).one()
+    if f"{count}:{total}:{top}" != stored.fingerprint:
         return None
-    for r, applied in zip(rows, snap.event_ids, strict=False):
-        if str(r.id) != applied:
-            return None
-    if n < len(rows) and rows[n].at <= snap.covers:
-        return None
-    return n
+    return list(
+        session.exec(
+            select(EventRow)
+            .where(
+                EventRow.patient_id == stored.patient_id,
+                col(EventRow.superseded_by).is_(None),
+                col(EventRow.at) > snap.covers,
+            )
+            .order_by(col(EventRow.at), col(EventRow.id))
+        )
+    )
 
 
 def store(
@@ -82,7 +110,9 @@ def store(
     snap: Snapshot,
     protocol: Protocol,
     now: datetime,
+    fingerprint: str,
 ) -> None:
+    """Write `snap` with the fingerprint of the events it covers (superseded left out)."""
     blob = zlib.compress(pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL), 1)
     if row is None:
         row = EngineSnapshotRow(
@@ -92,9 +122,10 @@ def store(
             format=FORMAT,
             state=b"",
             updated_at=now,
+            fingerprint="",
         )
     row.covers_at, row.profile_key, row.format = snap.covers, profile_key(protocol), FORMAT
-    row.state, row.updated_at = blob, now
+    row.state, row.updated_at, row.fingerprint = blob, now, fingerprint
     session.add(row)
 
 

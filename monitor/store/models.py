@@ -304,6 +304,8 @@ class EngineSnapshotRow(SQLModel, table=True):
     covers_at: datetime = _dt()
     # Profile id, version and a digest of every value: any change replays.
     profile_key: str = Field(max_length=200)
+    # count:sum:max of the ids of the current events it covers (services/snapshots.py).
+    fingerprint: str = Field(max_length=80)
     format: int
     state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     updated_at: datetime = _dt()

@@ -33,6 +33,7 @@ def upgrade() -> None:
         ),
         sa.Column("covers_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("profile_key", sa.String(200), nullable=False),
+        sa.Column("fingerprint", sa.String(80), nullable=False),
         sa.Column("format", sa.Integer(), nullable=False),
         sa.Column("state", sa.LargeBinary(), nullable=False),
         sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
