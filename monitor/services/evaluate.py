@@ -15,6 +15,9 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import event
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from monitor.core.domain import Finding
@@ -43,6 +46,19 @@ def new_code(session: Session) -> str:
             return code
 
 
+def new_codes(session: Session, n: int) -> list[str]:
+    """`n` distinct alert codes, checked against the store in one query per round (a
+    clash among a billion codes is rare; the unique index is the last word)."""
+    codes: list[str] = []
+    while len(codes) < n:
+        fresh = {
+            "".join(secrets.choice(CODE_ALPHABET) for _ in range(6)) for _ in range(n - len(codes))
+        } - set(codes)
+        taken = set(session.exec(select(AlertRow.code).where(col(AlertRow.code).in_(fresh))))
+        codes += sorted(fresh - taken)
+    return codes
+
+
 def details_of(finding: Finding) -> dict[str, Any]:
     return {
         "values": dict(finding.values),
@@ -56,13 +72,36 @@ def details_of(finding: Finding) -> dict[str, Any]:
     }
 
 
+_LOCKED = "monitor.locked_patients"
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_locks(session: OrmSession, *_: object) -> None:
+    """Any rollback (a savepoint's too) may release row locks taken: take them again."""
+    session.info.pop(_LOCKED, None)
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _transaction_ended(session: OrmSession, transaction: SessionTransaction) -> None:
+    """The end of the outermost transaction releases every row lock."""
+    if transaction.parent is None:
+        session.info.pop(_LOCKED, None)
+
+
 def lock_patient(session: Session, patient_id: str) -> PatientRow:
-    """Load the patient row, locked where the database can (serialises evaluations)."""
+    """Load the patient row, locked where the database can (serialises evaluations);
+    once per transaction (intake locks, then evaluation needs the same lock)."""
+    locked: set[str] = session.info.setdefault(_LOCKED, set())
+    if patient_id in locked:
+        held = session.get(PatientRow, patient_id)
+        if held is not None:
+            return held
     row = session.exec(
         select(PatientRow).where(PatientRow.id == patient_id).with_for_update()
     ).first()
     if row is None:
         raise UnknownPatient(patient_id)
+    locked.add(patient_id)
     return row
 
 
@@ -134,11 +173,10 @@ def evaluate_patient(
     }
     group = uuid.uuid4().hex
     new: list[AlertRow] = []
-    for f in result.findings:
-        if (f.rule, f.key) in known:
-            continue
+    findings = [f for f in result.findings if (f.rule, f.key) not in known]
+    for f, code in zip(findings, new_codes(session, len(findings)), strict=True):
         alert = AlertRow(
-            code=new_code(session),
+            code=code,
             patient_id=patient_id,
             rule=f.rule,
             severity=f.severity,
