@@ -23,8 +23,10 @@ from monitor.rules import evaluate
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The engine's state after every event at or before `covers` and every tick up
-    to `covers` inclusive: a later event continues from it instead of the start.
+    """The engine's state just after its last event, at `covers` (before the ticks
+    that follow it): an event dated after `covers` continues from it instead of the
+    start. Taken there, not at `until`, so results back-loaded in time order (a
+    feed catching up, `monitor ingest` of a day) still continue it.
 
     `event_ids` are the events it applied, in order, so a caller can tell a history
     that still starts with exactly those events (else: replay from the start)."""
@@ -79,6 +81,7 @@ def run(
             raise ValueError(f"until {until} is before the snapshot ({since.covers})")
         state, applied, covers = since.state, since.event_ids, since.covers
     seen = list(applied)
+    snapshot = since or Snapshot(state, covers, applied)
     for event in events:
         if event.at > until:
             break
@@ -87,7 +90,7 @@ def run(
         state = _ticks(state, event.at, inclusive=False, protocol=protocol)
         state = _step(state.apply(event), protocol)
         seen.append(event.id)
+        snapshot = Snapshot(state, state.now, tuple(seen))
     if until >= state.now:
         state = _ticks(state, until, inclusive=True, protocol=protocol)
-    snapshot = Snapshot(state, max(until, covers), tuple(seen))
     return Run(state, list(state.findings), position(state, until, protocol), snapshot)

@@ -166,3 +166,11 @@ def test_alerts_equal_those_of_replays_without_snapshots(tmp_path: Path) -> None
             stored.append(sorted((a.rule, a.key) for a in s.exec(select(AlertRow))))
     assert stored[0] == stored[1]
     assert any(rule == "lab.overdue" for rule, _ in stored[0])
+
+
+def test_results_back_loaded_in_time_order_continue(engine: Engine, continued: list[bool]) -> None:
+    """A feed catching up (draws long before `now`, in time order) continues each time:
+    the snapshot is taken at the last event, not at `now`."""
+    for d in (7, 14, 21, 28):
+        lab(engine, d, 200, alt=25, ast=21)
+    assert continued == [True, True, True, True]

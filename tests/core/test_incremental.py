@@ -113,7 +113,9 @@ def test_overdue_fires_from_a_snapshot_as_from_the_start() -> None:
 def test_an_event_inside_the_snapshot_is_refused() -> None:
     """A late result (dated before what the snapshot covers) cannot be continued from:
     the caller must replay the whole history."""
-    first = run(patient(), [], T0 + timedelta(days=10), SEED)
+    events: list[Event] = [LabEvent("1", T0 + timedelta(days=7), {"alt": 25.0, "ast": 21.0})]
+    first = run(patient(), events, T0 + timedelta(days=10), SEED)
+    assert first.snapshot.covers == T0 + timedelta(days=7)
     late = LabEvent("9", T0 + timedelta(days=5), {"alt": 300.0})
     with pytest.raises(ValueError, match="out of order"):
         run(patient(), [late], T0 + timedelta(days=11), SEED, since=first.snapshot)
