@@ -22,10 +22,26 @@ from monitor.rules import evaluate
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """The engine's state just after its last event, at `covers` (before the ticks
+    that follow it): an event dated after `covers` continues from it instead of the
+    start. Taken there, not at `until`, so results back-loaded in time order (a
+    feed catching up, `monitor ingest` of a day) still continue it.
+
+    `event_ids` are the events it applied, in order, so a caller can tell a history
+    that still starts with exactly those events (else: replay from the start)."""
+
+    state: PatientState
+    covers: datetime
+    event_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Run:
     state: PatientState
     findings: list[Finding]
     position: Position
+    snapshot: Snapshot
 
 
 def _step(state: PatientState, protocol: Protocol) -> PatientState:
@@ -42,20 +58,39 @@ def _ticks(
     return state
 
 
-def run(patient: Patient, events: Sequence[Event], until: datetime, protocol: Protocol) -> Run:
-    """Evaluate the course from the start up to and including `until`.
+def run(
+    patient: Patient,
+    events: Sequence[Event],
+    until: datetime,
+    protocol: Protocol,
+    since: Snapshot | None = None,
+) -> Run:
+    """Evaluate the course from the start (or from `since`) up to and including `until`.
 
     Events must be in time order and not before the patient's start; events after
-    `until` are not looked at.
+    `until` are not looked at. With `since`, `events` are only those after
+    `since.covers` (the ones it has not seen), and `until` is not before it: the
+    result is the one a run from the start over the whole history would give.
     """
-    state = _step(PatientState.enrolled(patient, Enrolled(patient.start)), protocol)
+    if since is None:
+        state = _step(PatientState.enrolled(patient, Enrolled(patient.start)), protocol)
+        applied: tuple[str, ...] = ()
+        covers = patient.start
+    else:
+        if until < since.covers:
+            raise ValueError(f"until {until} is before the snapshot ({since.covers})")
+        state, applied, covers = since.state, since.event_ids, since.covers
+    seen = list(applied)
+    snapshot = since or Snapshot(state, covers, applied)
     for event in events:
         if event.at > until:
             break
-        if event.at < state.now:
+        if event.at < state.now or (since is not None and event.at <= covers):
             raise ValueError(f"event {event.id} at {event.at} is out of order")
         state = _ticks(state, event.at, inclusive=False, protocol=protocol)
         state = _step(state.apply(event), protocol)
+        seen.append(event.id)
+        snapshot = Snapshot(state, state.now, tuple(seen))
     if until >= state.now:
         state = _ticks(state, until, inclusive=True, protocol=protocol)
-    return Run(state, list(state.findings), position(state, until, protocol))
+    return Run(state, list(state.findings), position(state, until, protocol), snapshot)

@@ -15,12 +15,16 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import event
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from monitor.core.domain import Finding
 from monitor.core.protocol import Protocol
 from monitor.engine import Run, run
 from monitor.routing import Routing
+from monitor.services import snapshots
 from monitor.services.outbox import enqueue
 from monitor.services.records import event_rows, events_of, patient_of
 from monitor.store.models import AlertRow, EventRow, PatientRow
@@ -42,6 +46,19 @@ def new_code(session: Session) -> str:
             return code
 
 
+def new_codes(session: Session, n: int) -> list[str]:
+    """`n` distinct alert codes, checked against the store in one query per round (a
+    clash among a billion codes is rare; the unique index is the last word)."""
+    codes: list[str] = []
+    while len(codes) < n:
+        fresh = {
+            "".join(secrets.choice(CODE_ALPHABET) for _ in range(6)) for _ in range(n - len(codes))
+        } - set(codes)
+        taken = set(session.exec(select(AlertRow.code).where(col(AlertRow.code).in_(fresh))))
+        codes += sorted(fresh - taken)
+    return codes
+
+
 def details_of(finding: Finding) -> dict[str, Any]:
     return {
         "values": dict(finding.values),
@@ -55,14 +72,45 @@ def details_of(finding: Finding) -> dict[str, Any]:
     }
 
 
+_LOCKED = "monitor.locked_patients"
+
+
+@event.listens_for(OrmSession, "after_soft_rollback")
+def _forget_locks(session: OrmSession, *_: object) -> None:
+    """Any rollback (a savepoint's too) may release row locks taken: take them again."""
+    session.info.pop(_LOCKED, None)
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _transaction_ended(session: OrmSession, transaction: SessionTransaction) -> None:
+    """The end of the outermost transaction releases every row lock."""
+    if transaction.parent is None:
+        session.info.pop(_LOCKED, None)
+
+
 def lock_patient(session: Session, patient_id: str) -> PatientRow:
-    """Load the patient row, locked where the database can (serialises evaluations)."""
+    """Load the patient row, locked where the database can (serialises evaluations);
+    once per transaction (intake locks, then evaluation needs the same lock)."""
+    locked: set[str] = session.info.setdefault(_LOCKED, set())
+    if patient_id in locked:
+        held = session.get(PatientRow, patient_id)
+        if held is not None:
+            return held
     row = session.exec(
         select(PatientRow).where(PatientRow.id == patient_id).with_for_update()
     ).first()
     if row is None:
         raise UnknownPatient(patient_id)
+    locked.add(patient_id)
     return row
+
+
+def counted(rows: list[EventRow], protocol: Protocol) -> list[EventRow]:
+    """Preliminary results count only if the profile says so (a final one normally
+    follows)."""
+    if protocol.preliminary_results_count:
+        return rows
+    return [r for r in rows if not r.payload.get("preliminary", False)]
 
 
 def run_for(
@@ -72,15 +120,35 @@ def run_for(
     protocol: Protocol,
     history: list[EventRow] | None = None,
 ) -> Run:
-    """The engine over the stored course (`history`, when the caller has read it);
-    preliminary results count only if the profile says so (a final result normally
-    follows)."""
-    rows = [
-        r
-        for r in (event_rows(session, row.id) if history is None else history)
-        if protocol.preliminary_results_count or not r.payload.get("preliminary", False)
-    ]
-    return run(patient_of(row), events_of(rows), now, protocol)
+    """The engine over the stored course from the start (`history`, when the caller
+    has read it)."""
+    rows = event_rows(session, row.id) if history is None else history
+    return run(patient_of(row), events_of(counted(rows, protocol)), now, protocol)
+
+
+def run_continued(
+    session: Session, row: PatientRow, now: datetime, protocol: Protocol
+) -> tuple[Run, list[EventRow]]:
+    """The engine continued from the stored snapshot where it still fits the history,
+    else from the start; the next snapshot is stored (the caller's transaction).
+    Returns the run and the events it read: all of them, or those after the snapshot."""
+    patient = patient_of(row)
+    stored, snap = snapshots.load(session, patient, protocol)
+    newer = None
+    if stored is not None and snap is not None:
+        newer = snapshots.continuation(session, stored, snap, now)
+    if stored is not None and snap is not None and newer is not None:
+        result = run(patient, events_of(counted(newer, protocol)), now, protocol, since=snap)
+        if result.snapshot.state is not snap.state:
+            covered = [r for r in newer if r.at <= result.snapshot.covers]
+            fp = snapshots.fingerprint(covered, stored.fingerprint)
+            snapshots.store(session, stored, row.id, result.snapshot, protocol, now, fp)
+        return result, newer
+    rows = event_rows(session, row.id)
+    result = run(patient, events_of(counted(rows, protocol)), now, protocol)
+    fp = snapshots.fingerprint(r for r in rows if r.at <= result.snapshot.covers)
+    snapshots.store(session, stored, row.id, result.snapshot, protocol, now, fp)
+    return result, rows
 
 
 def evaluate_patient(
@@ -94,8 +162,9 @@ def evaluate_patient(
     (same transaction); return the new alerts."""
     row = lock_patient(session, patient_id)
     protocol = protocols[row.protocol_id]
-    history = event_rows(session, patient_id)  # read once: the engine and next check
-    result = run_for(session, row, now, protocol, history)
+    # Read once, for the engine and the next check: every event after the snapshot
+    # (all events when it replays), so every event dated after `now` is among them.
+    result, history = run_continued(session, row, now, protocol)
     known = {
         (rule, key)
         for rule, key in session.exec(
@@ -104,11 +173,10 @@ def evaluate_patient(
     }
     group = uuid.uuid4().hex
     new: list[AlertRow] = []
-    for f in result.findings:
-        if (f.rule, f.key) in known:
-            continue
+    findings = [f for f in result.findings if (f.rule, f.key) not in known]
+    for f, code in zip(findings, new_codes(session, len(findings)), strict=True):
         alert = AlertRow(
-            code=new_code(session),
+            code=code,
             patient_id=patient_id,
             rule=f.rule,
             severity=f.severity,

@@ -23,6 +23,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from monitor.core.units import DISPLAY_NAME
+from monitor.services import snapshots
 from monitor.services.inbound import bounded_id, clean, storable
 from monitor.sources.model import LabMessage, Problem
 from monitor.store.models import EventRow, QuarantineRow
@@ -157,6 +158,7 @@ def release(session: Session, row: QuarantineRow) -> None:
             payload.pop("held")
         event.payload = payload
         session.add(event)
+        snapshots.drop(session, event.patient_id)  # changed in place: replay once
 
 
 def unmapped_counts(session: Session, analytes: Iterable[str]) -> list[tuple[str, str, int]]:

@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint, false
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlmodel import Field, SQLModel
 
 from monitor.store.types import UTCDateTime
@@ -283,3 +293,25 @@ class InstanceRow(SQLModel, table=True):
     pid: int
     started_at: datetime = _dt()
     lease_until: datetime = _dt(index=True)
+
+
+class EngineSnapshotRow(SQLModel, table=True):
+    """A patient's engine state as of `covers_at` (monitor/engine.py `Snapshot`), so the
+    next evaluation continues from it instead of replaying the whole history. Only a
+    cache: deleting a row costs one full replay, never a finding."""
+
+    __tablename__ = "engine_snapshots"
+
+    patient_id: str = Field(
+        sa_column=Column(
+            String(64), ForeignKey("patients.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    covers_at: datetime = _dt()
+    # Profile id, version and a digest of every value: any change replays.
+    profile_key: str = Field(max_length=200)
+    # count:sum:max of the ids of the current events it covers (services/snapshots.py).
+    fingerprint: str = Field(max_length=80)
+    format: int
+    state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    updated_at: datetime = _dt()

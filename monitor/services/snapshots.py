@@ -1,0 +1,136 @@
+"""Engine snapshots in the store: load one that still fits the history, store the next.
+
+A snapshot is a cache of the pure engine's state (monitor/engine.py `Snapshot`).
+It is used only when the history still starts with exactly the events it applied
+and every other event is dated after it, for the same patient record and the same
+profile; otherwise the evaluation replays the whole history. So a late, corrected
+or superseded result, a deletion, an edited patient or a changed profile replays.
+An event whose payload is edited in place must call `drop` (monitor/services/held.py).
+
+The state is pickled: the row is written and read only by this service, in the
+service's own database (anyone who can write that table can already write alerts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zlib
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlmodel import Session, col, func, select
+
+from monitor.core.domain import Patient
+from monitor.core.protocol import Protocol
+from monitor.engine import Snapshot
+from monitor.store.models import EngineSnapshotRow, EventRow
+
+FORMAT = 1  # bump when PatientState or an event/finding class changes shape
+
+_KEYS: dict[int, tuple[Protocol, str]] = {}
+
+
+def profile_key(protocol: Protocol) -> str:
+    """Id, version and a digest of every value of the profile (cached per object)."""
+    hit = _KEYS.get(id(protocol))
+    if hit is not None and hit[0] is protocol:
+        return hit[1]
+    digest = hashlib.sha256(repr(protocol).encode()).hexdigest()[:16]
+    key = f"{protocol.id}:{protocol.version}:{digest}"
+    _KEYS[id(protocol)] = (protocol, key)  # holds the object: its id is not reused
+    return key
+
+
+def load(
+    session: Session, patient: Patient, protocol: Protocol
+) -> tuple[EngineSnapshotRow | None, Snapshot | None]:
+    """The stored row (to update) and its snapshot when it is for this patient record
+    and this profile."""
+    row = session.get(EngineSnapshotRow, patient.id)
+    if row is None or row.format != FORMAT or row.profile_key != profile_key(protocol):
+        return row, None
+    try:
+        snap = pickle.loads(zlib.decompress(row.state))
+    except Exception:
+        return row, None
+    if not isinstance(snap, Snapshot) or snap.state.patient != patient:
+        return row, None
+    return row, snap
+
+
+def fingerprint(rows: Iterable[EventRow], base: str = "0:0:0") -> str:
+    """count:sum:max of the ids of current events (what a snapshot covers): a late,
+    superseded or deleted event changes it. `base` extends an earlier fingerprint."""
+    count, total, top = (int(x) for x in base.split(":"))
+    for r in rows:
+        assert r.id is not None
+        count, total, top = count + 1, total + r.id, max(top, r.id)
+    return f"{count}:{total}:{top}"
+
+
+def continuation(
+    session: Session, stored: EngineSnapshotRow, snap: Snapshot, until: datetime
+) -> list[EventRow] | None:
+    """The current events after the snapshot, in time order, when the ones it covers
+    are still exactly those it saw (one aggregate and one read of the newer rows);
+    None when the history no longer continues it (replay from the start)."""
+    if until < snap.covers:
+        return None
+    count, total, top = session.exec(
+        select(
+            func.count(),
+            func.coalesce(func.sum(EventRow.id), 0),
+            func.coalesce(func.max(EventRow.id), 0),
+        ).where(
+            EventRow.patient_id == stored.patient_id,
+            col(EventRow.superseded_by).is_(None),
+            col(EventRow.at) <= snap.covers,
+        )
+    ).one()
+    if f"{count}:{total}:{top}" != stored.fingerprint:
+        return None
+    return list(
+        session.exec(
+            select(EventRow)
+            .where(
+                EventRow.patient_id == stored.patient_id,
+                col(EventRow.superseded_by).is_(None),
+                col(EventRow.at) > snap.covers,
+            )
+            .order_by(col(EventRow.at), col(EventRow.id))
+        )
+    )
+
+
+def store(
+    session: Session,
+    row: EngineSnapshotRow | None,
+    patient_id: str,
+    snap: Snapshot,
+    protocol: Protocol,
+    now: datetime,
+    fingerprint: str,
+) -> None:
+    """Write `snap` with the fingerprint of the events it covers (superseded left out)."""
+    blob = zlib.compress(pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    if row is None:
+        row = EngineSnapshotRow(
+            patient_id=patient_id,
+            covers_at=snap.covers,
+            profile_key="",
+            format=FORMAT,
+            state=b"",
+            updated_at=now,
+            fingerprint="",
+        )
+    row.covers_at, row.profile_key, row.format = snap.covers, profile_key(protocol), FORMAT
+    row.state, row.updated_at, row.fingerprint = blob, now, fingerprint
+    session.add(row)
+
+
+def drop(session: Session, patient_id: str) -> None:
+    """Forget the patient's snapshot: an event of theirs changed in place."""
+    row = session.get(EngineSnapshotRow, patient_id)
+    if row is not None:
+        session.delete(row)
