@@ -20,8 +20,9 @@ from typing import Any
 from typing import Protocol as TypingProtocol
 
 import structlog
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, and_, col, or_, select
 
 from monitor.config_schema import PatientSmsTable
 from monitor.core.patient_contact import (
@@ -39,6 +40,7 @@ from monitor.routing import Routing
 from monitor.services.evaluate import new_code, run_for
 from monitor.services.outbox import enqueue
 from monitor.services.patient_contact import SYSTEM, withdraw
+from monitor.store.db import session_scope
 from monitor.store.models import AlertRow, PatientContactRow, PatientMessageRow, PatientRow
 
 log = structlog.get_logger(__name__)
@@ -234,29 +236,58 @@ def raise_alert(
     return alert
 
 
-async def send_pending(session: Session, sender: TextSender, now: datetime) -> int:
-    """Send every pending outgoing message; 21610 withdraws consent. Returns sends tried."""
-    rows = list(
-        session.exec(
-            select(PatientMessageRow)
-            .where(PatientMessageRow.direction == "out", PatientMessageRow.state == "pending")
-            .order_by(col(PatientMessageRow.id))
-        )
-    )
-    for row in rows:
-        contact = session.get(PatientContactRow, row.patient_id)
-        if contact is None or (contact.consent != "given" and row.purpose != "stopped"):
-            row.state = "cancelled"
+SENDING_LEASE = timedelta(minutes=10)
+
+
+async def send_pending(engine: Engine, sender: TextSender, now: datetime) -> int:
+    """Send every pending outgoing message, each claimed (`sending`) in its own
+    transaction first so no database lock is held over the network. A claim older
+    than SENDING_LEASE (a crash mid-send) is sent again: at-least-once. 21610
+    withdraws consent. Returns the sends tried."""
+    with session_scope(engine) as session:
+        ids = [
+            r.id
+            for r in session.exec(
+                select(PatientMessageRow)
+                .where(
+                    PatientMessageRow.direction == "out",
+                    or_(
+                        col(PatientMessageRow.state) == "pending",
+                        and_(
+                            col(PatientMessageRow.state) == "sending",
+                            col(PatientMessageRow.at) < now - SENDING_LEASE,
+                        ),
+                    ),
+                )
+                .order_by(col(PatientMessageRow.id))
+            )
+        ]
+    tried = 0
+    for mid in ids:
+        with session_scope(engine) as session:
+            row = session.get(PatientMessageRow, mid)
+            contact = session.get(PatientContactRow, row.patient_id) if row else None
+            if row is None or row.state not in ("pending", "sending"):
+                continue
+            if contact is None or (contact.consent != "given" and row.purpose != "stopped"):
+                row.state = "cancelled"
+                session.add(row)
+                continue
+            row.state, row.at = "sending", now
             session.add(row)
-            continue
-        result = await sender.send_text(contact.mobile, row.text)
-        if result.outcome == "delivered":
-            row.state, row.provider_id = "sent", result.provider_id
-        elif result.outcome == "permanent":
-            row.state = "failed"
-            if f"error {UNSUBSCRIBED}" in (result.error or ""):
-                withdraw(session, SYSTEM, row.patient_id, "twilio", now, how="twilio_21610")
-        # transient / unknown: stays pending for the next pass
-        session.add(row)
-        session.flush()
-    return len(rows)
+            address, text = contact.mobile, row.text
+        result = await sender.send_text(address, text)
+        tried += 1
+        with session_scope(engine) as session:
+            row = session.get(PatientMessageRow, mid)
+            assert row is not None
+            if result.outcome == "delivered":
+                row.state, row.provider_id = "sent", result.provider_id
+            elif result.outcome == "permanent":
+                row.state = "failed"
+                if f"error {UNSUBSCRIBED}" in (result.error or ""):
+                    withdraw(session, SYSTEM, row.patient_id, "twilio", now, how="twilio_21610")
+            else:
+                row.state = "pending"  # transient / unknown: the next pass tries again
+            session.add(row)
+    return tried

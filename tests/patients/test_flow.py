@@ -24,8 +24,9 @@ PHI = re.compile(r"P-00\d|ALT|azathioprine|\bmg\b|U/L|baseline", re.IGNORECASE)
 async def tick(w: World, now: datetime) -> list[PatientMessageRow]:
     with session_scope(w.engine) as s:
         rows = sweep(s, now, w.table, w.protocols, w.config_dir, w.routing)
-        await send_pending(s, w.sms, now)
-        return rows
+        s.expunge_all()
+    await send_pending(w.engine, w.sms, now)
+    return rows
 
 
 def messages(w: World) -> list[PatientMessageRow]:
