@@ -291,3 +291,31 @@ async def send_pending(engine: Engine, sender: TextSender, now: datetime) -> int
                 row.state = "pending"  # transient / unknown: the next pass tries again
             session.add(row)
     return tried
+
+
+def config_problems(raw: Mapping[str, Any], base: Path) -> list[tuple[str, str]]:
+    """`monitor check-config`: when enabled, the channel is a twilio_sms one, the zone
+    exists, and every language's templates load and fit (key path, message)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from monitor.core.patient_sms import TemplateError
+
+    try:
+        t = table_of(raw)
+    except ValueError:
+        return []  # the schema check names it
+    if not t.enabled:
+        return []
+    out: list[tuple[str, str]] = []
+    channel = raw.get("channels", {}).get(t.channel)
+    if not isinstance(channel, dict) or channel.get("kind") != "twilio_sms":
+        out.append(("patient_sms.channel", f"{t.channel!r} is not a twilio_sms channel"))
+    try:
+        ZoneInfo(t.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        out.append(("patient_sms.timezone", f"unknown time zone {t.timezone!r}"))
+    try:
+        templates_for(t, base, t.clinic, t.help_number)
+    except TemplateError as exc:
+        out.append(("patient_sms.messages_dir", str(exc)))
+    return out
