@@ -122,13 +122,4 @@ def pause(
     return row
 
 
-def consenting(row: PatientContactRow | None, now: datetime) -> bool:
-    """True when this patient may be sent a scheduled SMS now."""
-    return row is not None and row.consent == "given"
-
-
-def paused(row: PatientContactRow, now: datetime) -> bool:
-    return row.paused_until is not None and row.paused_until > now
-
-
 SYSTEM = Actor(name="system:patient_sms", role=None, via="sms", ip=None)
