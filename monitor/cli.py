@@ -1165,6 +1165,11 @@ def _one_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+from monitor import cli_patient_sms  # noqa: E402  (needs ctx_of and fail above)
+
+cli_patient_sms.register(patient_app, ctx_of, fail)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage and input errors become one line on stderr and exit status 2."""
     try:

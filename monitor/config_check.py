@@ -350,6 +350,12 @@ def _source_problems(raw: Mapping[str, Any], base: Path) -> list[Problem]:
     return out
 
 
+def _patient_sms_problems(raw: Mapping[str, Any], base: Path) -> list[Problem]:
+    from monitor.services.patient_sms import config_problems
+
+    return [Problem(path, message) for path, message in config_problems(raw, base)]
+
+
 def _read(file: Path) -> tuple[dict[str, Any] | None, Problem | None]:
     try:
         return tomllib.loads(file.read_text(encoding="utf-8")), None
@@ -383,6 +389,7 @@ def check(path: str | Path | None, secrets: SecretSource | None = None) -> Check
     out.problems += _reference_problems(raw)
     out.problems += _zone_problems(raw)
     out.problems += _source_problems(raw, file.parent)
+    out.problems += _patient_sms_problems(raw, file.parent)
     try:
         out.settings = load_settings(path if path else None)
     except SettingsError as exc:

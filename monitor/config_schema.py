@@ -258,6 +258,28 @@ class WatchTable(Table):
     summary_at: Clock = "07:30"  # when, in the quiet-hours time zone
 
 
+class PatientSmsTable(Table):
+    """Patients in the loop (issue 14): reminders, recalls, check-ins by SMS.
+
+    `clinic` and `help_number` are the site's; a care team's own values (issue 13)
+    take their place through `monitor.services.patient_sms.clinic_for`.
+    """
+
+    enabled: bool = False
+    channel: NonEmpty = "sms"  # a twilio_sms channel of [channels]
+    messages_dir: NonEmpty = "messages"  # relative to this file
+    languages: Strings = ["en"]
+    clinic: NonEmpty = "your clinic"
+    help_number: NonEmpty = "+440000000000"
+    timezone: NonEmpty = "UTC"
+    sending_hours: WorkingHours = "09:00-19:00"
+    reminder_days_before: Count = 2
+    second_recall_after_days: Count = 3
+    non_attendance_count: Count = 2
+    checkin_weeks: Annotated[int, Field(ge=0)] = 12
+    checkin_days_after_increase: Count = 2
+
+
 class ConfigFile(Table):
     """The whole of monitor.toml."""
 
@@ -277,3 +299,4 @@ class ConfigFile(Table):
     sources: SourcesTable = SourcesTable()
     ingest: IngestTable = IngestTable()
     watch: WatchTable = WatchTable()
+    patient_sms: PatientSmsTable = PatientSmsTable()

@@ -38,6 +38,7 @@ from monitor.notifiers.base import Notifier, close_notifier, start_notifier
 from monitor.routing import Routing
 from monitor.sdnotify import SystemdNotifier
 from monitor.secrets import SecretSource
+from monitor.services import patient_sms_job
 from monitor.services.dispatch import Dispatcher, recover_orphans
 from monitor.services.escalation import escalate_due
 from monitor.services.evaluate import evaluate_patient, new_code
@@ -397,6 +398,7 @@ class Service(HostBasics):
             max_instances=1,
         )
         self.watch.schedule(sched, now)
+        patient_sms_job.schedule(sched, self, sweep_seconds, now)  # issue 14
         interval = self.sd.watchdog_interval()
         if interval:  # fed only while sweeps keep finishing
             sched.add_job(self.watch.watchdog, "interval", seconds=interval, id="watchdog")

@@ -162,30 +162,7 @@ class TwilioSmsNotifier:
             params["status_callback"] = (
                 f"{self.status_callback_base_url}/twilio/status/{notification.delivery_id}"
             )
-        try:
-            message = await self._client.messages.create_async(**params)
-        except TwilioRestException as exc:
-            result = _classify_rest_error(exc.status, exc.code, exc.msg)
-        except TwilioException as exc:
-            # TwilioServiceException (RFC 9457 errors) shares status/code but not msg.
-            status = getattr(exc, "status", None)
-            if isinstance(status, int):
-                detail = getattr(exc, "detail", None) or getattr(exc, "title", "")
-                result = _classify_rest_error(status, getattr(exc, "code", None), str(detail))
-            else:
-                result = SendResult("unknown", error=f"twilio error: {exc}")
-        except httpx.TransportError as exc:
-            result = classify_transport_error(exc)
-        except ValueError as exc:
-            # A 2xx whose body is not JSON: the provider took the request but we have
-            # no SID; lookup() can find it.
-            result = SendResult("unknown", error=f"unreadable answer from provider: {exc}")
-        else:
-            sid = getattr(message, "sid", None)
-            if sid:
-                result = SendResult("delivered", provider_id=str(sid))
-            else:
-                result = SendResult("unknown", error="provider accepted without a message SID")
+        result = await self._create(params)
         log.info(
             "sms_send",
             delivery_id=notification.delivery_id,
@@ -194,6 +171,45 @@ class TwilioSmsNotifier:
             provider_id=result.provider_id,
             error=result.error,
         )
+        return result
+
+    async def _create(self, params: dict[str, Any]) -> SendResult:
+        """One Messages create call, its outcome classified (shared by both sends)."""
+        try:
+            message = await self._client.messages.create_async(**params)
+        except TwilioRestException as exc:
+            return _classify_rest_error(exc.status, exc.code, exc.msg)
+        except TwilioException as exc:
+            # TwilioServiceException (RFC 9457 errors) shares status/code but not msg.
+            status = getattr(exc, "status", None)
+            if isinstance(status, int):
+                detail = getattr(exc, "detail", None) or getattr(exc, "title", "")
+                return _classify_rest_error(status, getattr(exc, "code", None), str(detail))
+            else:
+                return SendResult("unknown", error=f"twilio error: {exc}")
+        except httpx.TransportError as exc:
+            return classify_transport_error(exc)
+        except ValueError as exc:
+            # A 2xx whose body is not JSON: the provider took the request but we have
+            # no SID; lookup() can find it.
+            return SendResult("unknown", error=f"unreadable answer from provider: {exc}")
+        else:
+            sid = getattr(message, "sid", None)
+            if sid:
+                return SendResult("delivered", provider_id=str(sid))
+            else:
+                return SendResult("unknown", error="provider accepted without a message SID")
+
+    async def send_text(self, address: str, text: str) -> SendResult:
+        """A patient SMS (issue 14): exactly the template's text, no alert code and no
+        delivery reference appended (neither means anything to a patient)."""
+        params: dict[str, Any] = {"to": address, "body": text}
+        if self.from_number is not None:
+            params["from_"] = self.from_number
+        if self.messaging_service_sid is not None:
+            params["messaging_service_sid"] = self.messaging_service_sid
+        result = await self._create(params)
+        log.info("patient_sms_send", outcome=result.outcome, provider_id=result.provider_id)
         return result
 
     async def lookup(self, notification: Notification) -> SendResult | None:

@@ -315,3 +315,41 @@ class EngineSnapshotRow(SQLModel, table=True):
     format: int
     state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     updated_at: datetime = _dt()
+
+
+class PatientContactRow(SQLModel, table=True):
+    """A patient's own mobile and consent to SMS (issue 14): one row per patient.
+
+    `consent` is given | withdrawn; who and when are kept beside it (and in the
+    audit log). `paused_until` holds back reminders (holiday, admission).
+    """
+
+    __tablename__ = "patient_contacts"
+
+    patient_id: str = Field(foreign_key="patients.id", primary_key=True, max_length=64)
+    mobile: str = Field(max_length=16, index=True)  # E.164, validated at the edge
+    language: str = Field(default="en", max_length=8)
+    consent: str = Field(default="given", max_length=16)
+    consent_by: str = Field(max_length=100)
+    consent_at: datetime = _dt()
+    paused_until: datetime | None = _dt(nullable=True)
+    pause_reason: str | None = Field(default=None, max_length=200)
+    unclear_replies: int = 0
+    updated_at: datetime = _dt()
+
+
+class PatientMessageRow(SQLModel, table=True):
+    """One SMS to or from a patient. `key` (patient, purpose, due date) makes a
+    scheduled message unique, so a sweep that runs twice writes it once."""
+
+    __tablename__ = "patient_messages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(foreign_key="patients.id", index=True, max_length=64)
+    direction: str = Field(max_length=4)  # out | in
+    purpose: str = Field(max_length=24)  # reminder | recall | checkin | reply | clarify ...
+    key: str | None = Field(default=None, max_length=120, unique=True, index=True)
+    text: str
+    at: datetime = _dt()
+    state: str = Field(default="pending", max_length=16)  # pending | sent | failed | received
+    provider_id: str | None = Field(default=None, max_length=200)

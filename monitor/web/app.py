@@ -25,6 +25,7 @@ from monitor.web import (
     fhir_endpoint,
     login,
     ops_pages,
+    patient_messages,
     patient_pages,
     queries,
     triage_pages,
@@ -106,7 +107,15 @@ def create_app(host: Host, web: WebSettings | None = None) -> FastAPI:
             body = render(session, host.now(), host)
         return Response(body, media_type=CONTENT_TYPE)
 
-    for module in (login, triage_pages, alert_pages, patient_pages, ops_pages, admin_pages):
+    for module in (
+        login,
+        triage_pages,
+        alert_pages,
+        patient_pages,
+        ops_pages,
+        admin_pages,
+        patient_messages,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/api", create_api(host, web))

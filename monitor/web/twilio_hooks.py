@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from html import escape
 from typing import Any, Protocol
 
 import structlog
@@ -24,6 +25,7 @@ from monitor.services.alerts import AlertError, acknowledge
 from monitor.services.dispatch import fail_over
 from monitor.store.db import session_scope
 from monitor.store.models import DeliveryRow
+from monitor.web.patient_sms_hook import patient_reply
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +95,10 @@ def router(get_ctx: Callable[[], HookContext]) -> APIRouter:
         match = ACK.match(form.get("Body", ""))
         sender = form.get("From", "")
         who = ctx.sender_name(sender)
+        if who is None and not match:
+            answer = await patient_reply(ctx, sender, form.get("Body", ""))  # issue 14
+            if answer is not None:
+                return _twiml(escape(answer) or None)
         if who is None:
             log.warning("twilio.ack_from_unknown_number", last_digits=sender[-4:])
             return _twiml("This number is not on the lab-monitor contact list.")

@@ -45,6 +45,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/patients/{patient_id}/stop"): "clinician",
     ("POST", "/patients/{patient_id}/symptoms"): "clinician",
     ("POST", "/patients/{patient_id}/team"): "clinician",
+    ("GET", "/patients/{patient_id}/messages"): "coordinator",
+    ("POST", "/patients/{patient_id}/messages/pause"): "coordinator",
     ("GET", "/quarantine"): "coordinator",
     ("POST", "/quarantine/{row_id}/retry"): "coordinator",
     ("POST", "/quarantine/{row_id}/discard"): "clinician",
