@@ -174,3 +174,32 @@ def test_results_back_loaded_in_time_order_continue(engine: Engine, continued: l
     for d in (7, 14, 21, 28):
         lab(engine, d, 200, alt=25, ast=21)
     assert continued == [True, True, True, True]
+
+
+class _Boom:
+    """A pickle that would run a callable on load."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        import os
+
+        return (os.getenv, ("HOME",))
+
+
+def test_a_snapshot_naming_any_other_callable_is_refused_and_the_history_replays(
+    engine: Engine, continued: list[bool]
+) -> None:
+    import pickle
+    import zlib
+
+    lab(engine, 7, 7, alt=25, ast=21)
+    with session_scope(engine) as s:
+        row = s.get(EngineSnapshotRow, "P-1")
+        assert row is not None
+        row.state = zlib.compress(pickle.dumps(_Boom()))
+        s.add(row)
+    with pytest.raises(pickle.UnpicklingError, match="getenv: refused"):
+        snapshots._loads(zlib.compress(pickle.dumps(_Boom())))
+    lab(engine, 14, 14, alt=24, ast=22)
+    assert continued == [True, False]  # refused: a full replay, then a good snapshot again
+    lab(engine, 21, 21, alt=24, ast=22)
+    assert continued[-1] is True

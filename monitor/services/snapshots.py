@@ -7,17 +7,21 @@ profile; otherwise the evaluation replays the whole history. So a late, correcte
 or superseded result, a deletion, an edited patient or a changed profile replays.
 An event whose payload is edited in place must call `drop` (monitor/services/held.py).
 
-The state is pickled: the row is written and read only by this service, in the
-service's own database (anyone who can write that table can already write alerts).
+The state is pickled, and read back by an unpickler that resolves only the core's
+own classes, the datetime types and plain containers: a row someone else wrote
+cannot name any other callable, so it can at worst fail to load (a full replay),
+never run code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import zlib
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session, col, func, select
 
@@ -29,6 +33,29 @@ from monitor.store.models import EngineSnapshotRow, EventRow
 FORMAT = 1  # bump when PatientState or an event/finding class changes shape
 
 _KEYS: dict[int, tuple[Protocol, str]] = {}
+
+_MODULES = ("monitor.core.", "monitor.rules.")
+_EXACT = {"monitor.engine", "datetime", "zoneinfo", "collections"}
+_BUILTINS = {"set", "frozenset", "tuple", "list", "dict", "int", "float", "str", "bytes", "bool"}
+
+
+class _CoreUnpickler(pickle.Unpickler):
+    """Finds only the classes a snapshot can hold (the Python docs' restricted
+    unpickler): anything else is refused, and the caller replays instead."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = (
+            module.startswith(_MODULES)
+            or module in _EXACT
+            or (module == "builtins" and name in _BUILTINS)
+        )
+        if not allowed:
+            raise pickle.UnpicklingError(f"snapshot names {module}.{name}: refused")
+        return super().find_class(module, name)
+
+
+def _loads(blob: bytes) -> Any:
+    return _CoreUnpickler(io.BytesIO(zlib.decompress(blob))).load()
 
 
 def profile_key(protocol: Protocol) -> str:
@@ -51,7 +78,7 @@ def load(
     if row is None or row.format != FORMAT or row.profile_key != profile_key(protocol):
         return row, None
     try:
-        snap = pickle.loads(zlib.decompress(row.state))
+        snap = _loads(row.state)
     except Exception:
         return row, None
     if not isinstance(snap, Snapshot) or snap.state.patient != patient:
