@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -102,6 +102,8 @@ class Routing:
     extra: Mapping[str, Any] = field(default_factory=dict)
     teams: Mapping[str, Team] = field(default_factory=dict)
     rotas: Mapping[str, Rota] = field(default_factory=dict)
+    # the site's zone ([web] timezone, else [quiet_hours]): times in messages are in it
+    site_tz: tzinfo = UTC
 
     def recipient_label(self, address: str) -> str | None:
         """Who a phone number or address belongs to (an SMS reply names its sender)."""
@@ -213,6 +215,13 @@ def _clock(value: Any, key: str) -> time:
         return time(int(hh), int(mm))
     except ValueError as exc:
         raise RoutingError(f"{key}: must look like 22:00") from exc
+
+
+def _zone(name: str, where: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise RoutingError(f"{where}: unknown time zone {name!r}") from exc
 
 
 def _quiet(qh: Any, where: str) -> QuietHours:
@@ -375,4 +384,5 @@ def parse_routing(raw: Mapping[str, Any]) -> Routing:
         batch=int(dispatch.get("batch", 50)),
         teams=teams,
         rotas=rotas,
+        site_tz=_zone(site_tz, "web.timezone" if web_tz else "quiet_hours.timezone"),
     )

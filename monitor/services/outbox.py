@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 import structlog
 from sqlmodel import Session, col, select
 
+from monitor.core.localtime import local_time, localise_message
 from monitor.routing import SEVERITY_RANK, Routing
 from monitor.store.models import AlertRow, DeliveryRow, PatientRow, SilenceRow
 
@@ -39,11 +40,12 @@ def action_sentence(alerts: Sequence[AlertRow]) -> str:
 
 
 def compose(
-    alerts: Sequence[AlertRow], purpose: str = "alert", note: str = ""
+    alerts: Sequence[AlertRow], purpose: str = "alert", note: str = "", tz: tzinfo = UTC
 ) -> tuple[str, str, str]:
     """(subject, short text for SMS, long body for email) of one alert group.
 
     The SMS names the patient by id only, what happened, the action and the code.
+    Times are in the site's zone `tz` with their offset, as on the console.
     """
     lead = alerts[0]
     rules = ", ".join(a.rule for a in alerts)
@@ -57,7 +59,7 @@ def compose(
         f"[lab-monitor] {prefix}{lead.severity.upper()} "
         f"{lead.patient_id or 'service'}: {rules} ({lead.code})"
     )
-    what = " | ".join(first_sentence(a.message) for a in alerts)
+    what = " | ".join(first_sentence(localise_message(a.message, tz)) for a in alerts)
     action = action_sentence(alerts)
     tail = f" Reply ACK {lead.code}." if lead.severity != "info" else f" Code {lead.code}."
     head = f"{prefix}{lead.severity.upper()} {who}: "
@@ -73,7 +75,11 @@ def compose(
     if note:
         lines.append(note)
     for a in alerts:
-        lines += ["", f"{a.rule} ({a.severity}, {a.code}) at {a.at.isoformat()}", a.message]
+        lines += [
+            "",
+            f"{a.rule} ({a.severity}, {a.code}) at {local_time(a.at, tz)}",
+            localise_message(a.message, tz),
+        ]
         values = a.details.get("values") or {}
         if values:
             lines.append("values: " + ", ".join(f"{k} {v:g}" for k, v in values.items()))
@@ -109,7 +115,7 @@ def deliveries_for(
     note: str = "",
 ) -> list[DeliveryRow]:
     lead = alerts[0]
-    subject, text, body = compose(alerts, purpose, note)
+    subject, text, body = compose(alerts, purpose, note, routing.site_tz)
     when = now
     quiet = routing.quiet_for(lead.care_team)
     if lead.severity == "info" and quiet is not None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime, tzinfo
 
+from monitor.core.localtime import local_time as local_time  # the templates' filters
+from monitor.core.localtime import localise_message as localise_message
 from monitor.core.units import CANONICAL_UNIT, DISPLAY_NAME
 from monitor.web.chart import fmt
 
@@ -91,26 +92,3 @@ def threshold_label(key: str, value: float, baseline: Mapping[str, float]) -> st
             return say(m.group(1), grade, value, baseline)
     return f"{key.replace('_', ' ')}: {fmt(value)}"
 
-
-def local_time(value: datetime | None, tz: tzinfo) -> str:
-    """`2026-03-02 09:00 +01:00`: the site's zone with its offset, never ambiguous."""
-    if value is None:
-        return "-"
-    local = value.astimezone(tz)
-    offset = local.strftime("%z")
-    return local.strftime("%Y-%m-%d %H:%M ") + (f"{offset[:3]}:{offset[3:]}" if offset else "")
-
-
-_ISO_UTC = re.compile(r"(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}) UTC")
-
-
-def localise_message(text: str, tz: tzinfo) -> str:
-    """A rule's sentence with its "YYYY-MM-DD HH:MM UTC" times in the site's zone."""
-
-    def swap(m: re.Match[str]) -> str:
-        from datetime import UTC
-
-        at = datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}").replace(tzinfo=UTC)
-        return local_time(at, tz)
-
-    return _ISO_UTC.sub(swap, text)
