@@ -11,6 +11,7 @@ print still tells the series apart. Pure functions: no database, no clock.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
@@ -27,7 +28,7 @@ COLOURS = {"alt": "#1f5fbf", "ast": "#b3541e", "alp": "#2e7d32", "bilirubin": "#
 DASHES = {"alt": "", "ast": "6 3", "alp": "2 3", "bilirubin": "9 3 2 3"}
 STOP_COLOUR = "#c62828"
 
-W, LEFT, RIGHT = 1080.0, 60.0, 280.0  # the right margin holds the stop-line labels
+LEFT = 60.0
 TOP, PLOT_H = 40.0, 300.0
 BAND_TOP, BAND_H = TOP + PLOT_H + 40.0, 70.0
 H = BAND_TOP + BAND_H + 40.0
@@ -36,6 +37,25 @@ Y_TICKS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 50, 100, 200)
 # included) is drawn on the floor, hollow, and its tooltip says so.
 FLOOR = 0.05
 DAY_STEPS = (1, 2, 7, 14, 28, 56, 91, 182, 364)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The chart's width and what fits in it: a phone gets its own drawing (text stays
+    readable at 390 px) rather than a desktop one shrunk or scrolled."""
+
+    name: str
+    w: float  # viewBox width
+    right: float  # the right margin, which holds the stop-line labels
+    max_ticks: int  # date ticks along the x axis
+    legend_x: float
+    legend_step: float
+    label_size: int  # stop-line labels' font size
+    label_chars: int = 0  # wrap stop-line labels at this many characters (0: one line)
+
+
+WIDE = Frame("wide", 1080.0, 280.0, 10, LEFT, 110.0, 10)
+NARROW = Frame("narrow", 400.0, 118.0, 4, 8.0, 76.0, 9, label_chars=21)
 
 
 @dataclass(frozen=True)
@@ -127,12 +147,15 @@ def stop_lines(protocol: Protocol, patient: Patient, uln: Mapping[str, float]) -
 
 
 class _Scale:
-    def __init__(self, start: datetime, end: datetime, lo: float, hi: float) -> None:
+    def __init__(
+        self, start: datetime, end: datetime, lo: float, hi: float, frame: Frame = WIDE
+    ) -> None:
         self.start, self.span = start, max((end - start).total_seconds(), 3600.0)
         self.lo, self.hi = math.log10(lo), math.log10(hi)
+        self.plot_w = frame.w - LEFT - frame.right
 
     def x(self, at: datetime) -> float:
-        return LEFT + (W - LEFT - RIGHT) * (at - self.start).total_seconds() / self.span
+        return LEFT + self.plot_w * (at - self.start).total_seconds() / self.span
 
     def y(self, multiple: float) -> float:
         m = math.log10(max(multiple, 10**self.lo))  # below the floor: on it
@@ -175,9 +198,21 @@ def _spread(ys: Sequence[float], gap: float = 13.0) -> list[float]:
     return [placed[i] for i in range(len(ys))]
 
 
-def _time_ticks(start: datetime, end: datetime) -> list[datetime]:
+def _label(text: str, frame: Frame, x: float) -> str:
+    """A stop line's label, on up to three lines where the frame is narrow (wrapped at
+    words; anything past the third line is shortened with an ellipsis)."""
+    if not frame.label_chars or len(text) <= frame.label_chars:
+        return str(escape(text))
+    rows = textwrap.wrap(text, frame.label_chars)
+    if len(rows) > 3:
+        rows = [*rows[:2], " ".join(rows[2:])[: frame.label_chars - 1].rstrip() + "…"]
+    tail = "".join(f'<tspan x="{x:.1f}" dy="1.1em">{escape(r)}</tspan>' for r in rows[1:])
+    return f"{escape(rows[0])}{tail}"
+
+
+def _time_ticks(start: datetime, end: datetime, most: int = 10) -> list[datetime]:
     days = max((end - start).days, 1)
-    step = next((s for s in DAY_STEPS if days / s <= 10), DAY_STEPS[-1])
+    step = next((s for s in DAY_STEPS if days / s <= most), DAY_STEPS[-1])
     return [start + timedelta(days=d) for d in range(0, days + 1, step)]
 
 
@@ -190,21 +225,25 @@ def render(
     tz: tzinfo,
     title: str = "Liver tests as multiples of ULN",
     marks: Sequence[chart_marks.Mark] = (),
+    frame: Frame = WIDE,
 ) -> Markup:
     """The chart as an inline <svg> element (safe to insert in a page unescaped); `marks`
-    are symptom reports, the next due panel and today (monitor/web/chart_marks.py)."""
+    are symptom reports, the next due panel and today (monitor/web/chart_marks.py);
+    `frame` its width (`WIDE`, or `NARROW` for a phone)."""
     values = [p.multiple for p in points] + [ln.multiple for ln in lines] + [1.0]
     lo = max(FLOOR, min(0.25, min(values) * 0.8))
     hi = max(max(values) * 1.4, lo * 10)
-    sc = _Scale(start, end, lo, hi)
+    sc = _Scale(start, end, lo, hi, frame)
+    W, RIGHT = frame.w, frame.right  # this drawing's width and label margin
+    ids = f"chart-title-{frame.name} chart-desc-{frame.name}"
     out: list[str] = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="lft-chart" viewBox="0 0 {W:.0f} {H:.0f}" '
-        'role="img" aria-labelledby="chart-title chart-desc" font-family="sans-serif" '
-        'font-size="11">',
-        f'<title id="chart-title">{escape(title)}</title>',
-        '<desc id="chart-desc">ALT, AST, ALP and bilirubin over time as multiples of the upper '
-        "limit of normal (logarithmic scale), with the protocol's stop lines, and the daily dose "
-        "below.</desc>",
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="lft-chart lft-chart-{frame.name}" '
+        f'viewBox="0 0 {W:.0f} {H:.0f}" role="img" aria-labelledby="{ids}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<title id="chart-title-{frame.name}">{escape(title)}</title>',
+        f'<desc id="chart-desc-{frame.name}">ALT, AST, ALP and bilirubin over time as '
+        "multiples of the upper limit of normal (logarithmic scale), with the protocol's "
+        "stop lines, and the daily dose below.</desc>",
         f'<rect class="plot-area" x="{LEFT}" y="{TOP}" width="{W - LEFT - RIGHT}" '
         f'height="{PLOT_H}" fill="none" stroke="#999"/>',
     ]
@@ -224,7 +263,7 @@ def render(
         f'transform="rotate(-90 14 {TOP + PLOT_H / 2:.0f})">× ULN (log scale)</text>'
     )
     # x axis: dates, shared by the dose band
-    for tick in _time_ticks(start, end):
+    for tick in _time_ticks(start, end, frame.max_ticks):
         x = sc.x(tick)
         out.append(
             f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{BAND_TOP + BAND_H}" '
@@ -234,6 +273,7 @@ def render(
         )
     # stop lines, labelled in the right margin (spread apart so none overlap)
     ys = [sc.y(ln.multiple) for ln in lines]
+    gap = 13.0 if not frame.label_chars else 3.4 * frame.label_size
     for i, ln in enumerate(lines):
         y = ys[i]
         kind = "symptomatic" if ln.symptomatic else "always"
@@ -245,7 +285,7 @@ def render(
         if ln.symptomatic and analyte_dash:
             pattern = f"{analyte_dash} 1 3"
         dash = f' stroke-dasharray="{pattern}"' if pattern else ""
-        label_y = _spread(ys)[i]
+        label_y = _spread(ys, gap)[i]
         out.append(
             f'<g class="stop-line stop-line-{kind}" data-analytes="{analytes}" '
             f'data-multiple="{ln.multiple:.3f}">'
@@ -254,7 +294,8 @@ def render(
             f'<polyline points="{W - RIGHT:.1f},{y:.1f} {W - RIGHT + 8:.1f},{label_y:.1f}" '
             f'fill="none" stroke="{colour}" opacity="0.6"/>'
             f'<text class="stop-label" x="{W - RIGHT + 11:.1f}" y="{label_y + 4:.1f}" '
-            f'fill="{colour}" font-size="10">{escape(ln.label)}</text></g>'
+            f'fill="{colour}" font-size="{frame.label_size}">'
+            f"{_label(ln.label, frame, W - RIGHT + 11)}</text></g>"
         )
     # series
     for analyte in SERIES:
@@ -285,7 +326,7 @@ def render(
             'text-anchor="middle" fill="#666">No liver tests yet</text>'
         )
     # legend
-    x = LEFT
+    x = frame.legend_x
     for analyte in SERIES:
         c = COLOURS[analyte]
         dash = f' stroke-dasharray="{DASHES[analyte]}"' if DASHES[analyte] else ""
@@ -294,22 +335,24 @@ def render(
             f'y2="18" stroke="{c}" stroke-width="2"{dash}/>{_marker(analyte, x + 13, 18)}'
             f'<text x="{x + 32:.0f}" y="22">{DISPLAY_NAME[analyte]}</text></g>'
         )
-        x += 110
+        x += frame.legend_step
     out.append(
         f'<g class="legend legend-stop"><line x1="{x:.0f}" x2="{x + 26:.0f}" y1="18" y2="18" '
         f'stroke="{STOP_COLOUR}" stroke-width="1.5"/><text x="{x + 32:.0f}" y="22">stop line'
         "</text></g>"
     )
     out.extend(chart_marks.draw(marks, sc.x, LEFT, W - RIGHT, TOP, BAND_TOP + BAND_H, tz))
-    out.extend(_dose_band(doses, sc, end))
+    out.extend(_dose_band(doses, sc, end, W - RIGHT))
     out.append("</svg>")
     return Markup("".join(out))
 
 
-def _dose_band(doses: Sequence[DoseMark], sc: _Scale, end: datetime) -> list[str]:
+def _dose_band(
+    doses: Sequence[DoseMark], sc: _Scale, end: datetime, plot_right: float
+) -> list[str]:
     """The daily dose as a step line under the chart, each change marked and labelled."""
     out = [
-        f'<g class="dose-band"><rect x="{LEFT}" y="{BAND_TOP}" width="{W - LEFT - RIGHT}" '
+        f'<g class="dose-band"><rect x="{LEFT}" y="{BAND_TOP}" width="{plot_right - LEFT}" '
         f'height="{BAND_H}" fill="#fafafa" stroke="#999"/>'
         f'<text class="axis-label" x="{LEFT - 6}" y="{BAND_TOP + BAND_H / 2 + 4:.0f}" '
         'text-anchor="end">mg/day</text>'

@@ -433,8 +433,11 @@ def patient_detail(
         ],
         alerts=[alert_out(a) for a in alerts],
     )
-    svg = chart.render(
-        points, lines, doses, row.start, end + (end - row.start) * 0.03, tz, marks=marks
+    until = end + (end - row.start) * 0.03
+    # Both drawings go in the page; the stylesheet shows the one that fits the screen.
+    svg = Markup("").join(
+        chart.render(points, lines, doses, row.start, until, tz, marks=marks, frame=frame)
+        for frame in (chart.WIDE, chart.NARROW)
     )
     return PatientView(out, svg, row.display_name)
 

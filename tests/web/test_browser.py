@@ -149,11 +149,11 @@ def test_coordinator_works_an_alert_and_reads_the_chart(
 
             ack_rows.first.locator("td >> nth=2").locator("a").click()
             expect(page).to_have_url(f"{live}/patients/P-100")
-            chart = page.locator("figure.chart svg.lft-chart")
+            chart = page.locator("figure.chart svg.lft-chart-wide")
             expect(chart).to_be_visible()
-            assert page.locator("svg.lft-chart .stop-line").count() >= 3
-            assert page.locator("svg.lft-chart .series-alt .point").count() == 2
-            assert page.locator("svg.lft-chart .dose-step").count() >= 2
+            assert page.locator("svg.lft-chart-wide .stop-line").count() >= 3
+            assert page.locator("svg.lft-chart-wide .series-alt .point").count() == 2
+            assert page.locator("svg.lft-chart-wide .dose-step").count() >= 2
             expect(page.locator("form#form-dose")).to_have_count(0)  # coordinator
             _shot(page, "07-patient")
 

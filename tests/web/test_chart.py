@@ -101,3 +101,25 @@ def test_marks_for_symptoms_next_due_and_today_and_alt_ast_lines_differ() -> Non
             (line.get("stroke"), line.get("stroke-dasharray"))
         )
     assert strokes["alt"].isdisjoint(strokes["ast"])
+
+
+def test_the_narrow_drawing_keeps_everything_inside_its_width() -> None:
+    """The phone's chart: 400 wide, at most 5 date ticks, every point, line and label
+    starting inside it, and the same stop lines and points as the wide one."""
+    points = [chart.Point("alt", T0 + timedelta(days=d), 30 + d * 10, 33) for d in range(0, 90, 7)]
+    lines = chart.stop_lines(SEED, patient(), ULN)
+    doses = [chart.DoseMark(T0, 50), chart.DoseMark(T0 + timedelta(days=30), 75)]
+    end = T0 + timedelta(days=90)
+    narrow = ElementTree.fromstring(
+        str(chart.render(points, lines, doses, T0, end, UTC, frame=chart.NARROW))
+    )
+    wide = ElementTree.fromstring(str(chart.render(points, lines, doses, T0, end, UTC)))
+    assert narrow.get("viewBox") == "0 0 400 490" and wide.get("viewBox", "").startswith("0 0 1080")
+    texts = narrow.iter(f"{{{NS['s']}}}text")
+    ticks = [t for t in texts if t.get("class") == "tick" and "×" not in (t.text or "")]
+    assert 2 <= len(ticks) <= 5
+    xs = [float(e.get("x") or e.get("cx") or 0) for e in narrow.iter() if e.get("x") or e.get("cx")]
+    assert all(0 <= x <= 400 for x in xs)
+    for kind in ("stop-line", "point"):
+        n = len([e for e in narrow.iter() if (e.get("class") or "").startswith(kind)])
+        assert n == len([e for e in wide.iter() if (e.get("class") or "").startswith(kind)]) > 0

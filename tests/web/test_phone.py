@@ -87,8 +87,25 @@ def test_every_page_fits_a_phone_and_the_menu_opens(
             page.wait_for_url(f"{live}/patients")
             card = page.locator("tr.patient-row").first
             assert card.bounding_box() and card.bounding_box()["width"] <= PHONE["width"]  # type: ignore[index]
+            _chart_reflows(page, f"{live}/patients/P-100")
         finally:
             browser.close()
+
+
+def _chart_reflows(page: Page, url: str) -> None:
+    """At phone width the chart is its narrow drawing, inside the screen, with date and
+    axis text at least 9 px tall on the screen (the desktop one, shrunk, gives ~4 px)."""
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    expect(page.locator("svg.lft-chart-wide")).to_be_hidden()
+    narrow = page.locator("svg.lft-chart-narrow")
+    expect(narrow).to_be_visible()
+    box = narrow.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    tick = narrow.locator("text.tick").first.bounding_box()
+    assert tick is not None and tick["height"] >= 9, tick
+    _fits(page, "patient-chart")
 
 
 def test_triage_desk_refreshes_without_a_reload(
