@@ -106,3 +106,20 @@ def test_the_alert_page_names_the_rota_member_frozen_into_the_chain(console: Con
     page = signed_in(console, "cora").get(f"/alerts/{code}").text
     assert "Rheumatology on call: Dr Adams (rheumatology)" in page
     assert "<li" in page and "Rheumatology" in page
+
+
+def test_the_patient_list_and_alert_log_filter_by_team(console: Console) -> None:
+    """`team=` narrows to one team, within what the account may see (a limited
+    coordinator asking for another team gets nothing, not that team)."""
+    mine, theirs = _limit(console)
+    admin = signed_in(console, "ada")
+    ibd = admin.get("/patients?team=ibd").text
+    assert "P-200" in ibd and "P-100" not in ibd and "P-300" not in ibd
+    assert 'option value="ibd" selected' in ibd
+    log = admin.get("/alerts?team=rheumatology").text
+    assert mine in log and theirs not in log
+    csv = admin.get("/alerts.csv?team=ibd").text
+    assert theirs in csv and mine not in csv
+    cora = signed_in(console, "cora")
+    assert "P-200" not in cora.get("/patients?team=ibd").text
+    assert theirs not in cora.get("/alerts?team=ibd").text

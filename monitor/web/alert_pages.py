@@ -52,9 +52,11 @@ def _filter(
     date_from: str | None,
     date_to: str | None,
     q: str | None = None,
+    team: str | None = None,
 ) -> tuple[AlertFilter, str | None]:
     try:
-        return AlertFilter.parse(patient, rule, severity, state, date_from, date_to, q), None
+        f = AlertFilter.parse(patient, rule, severity, state, date_from, date_to, q, team)
+        return f, None
     except FilterError as exc:
         return AlertFilter(), str(exc)
 
@@ -71,8 +73,9 @@ def alert_log(
     date_to: Annotated[str | None, Query(alias="to")] = None,
     page: int = 1,
     q: Q = None,
+    team: Q = None,
 ) -> Response:
-    f, error = _filter(patient, rule, severity, state, date_from, date_to, q)
+    f, error = _filter(patient, rule, severity, state, date_from, date_to, q, team)
     host, web = host_of(request), settings_of(request)
     with session_scope(host.engine) as session:
         teams = scope.teams_of(session, principal)
@@ -99,6 +102,7 @@ def alert_log(
         rules=rules,
         states=queries.STATES,
         severities=queries.SEVERITIES,
+        teams={t.name: t.label for t in host.config.routing.teams.values()},
         query=urlencode(query),
         state_links={
             s: urlencode({**{k: v for k, v in query.items() if k != "state"}, "state": s})
@@ -141,10 +145,11 @@ def alert_log_csv(
     date_from: Annotated[str | None, Query(alias="from")] = None,
     date_to: Annotated[str | None, Query(alias="to")] = None,
     q: Q = None,
+    team: Q = None,
 ) -> Response:
     """Every alert the filter selects, across all pages (exactly the filtered log)."""
     try:
-        f = AlertFilter.parse(patient, rule, severity, state, date_from, date_to, q)
+        f = AlertFilter.parse(patient, rule, severity, state, date_from, date_to, q, team)
     except FilterError as exc:
         return Response(str(exc), status_code=400, media_type="text/plain")
     host, web = host_of(request), settings_of(request)

@@ -39,13 +39,18 @@ ClinicianUser = Annotated[Principal, Depends(need("clinician"))]
 
 
 @router.get("/patients")
-def patients(request: Request, principal: PageUser, q: str = "", page: int = 1) -> Response:
-    """Patients by need, `q` an id prefix or identifier (any case), a page at a time."""
+def patients(
+    request: Request, principal: PageUser, q: str = "", page: int = 1, team: str = ""
+) -> Response:
+    """Patients by need, `q` an id prefix or identifier (any case), `team` one care
+    team (within the account's), a page at a time."""
     host, web = host_of(request), settings_of(request)
     now = host.clock.now()
-    q = q.strip()[:64]
+    q, team = q.strip()[:64], team.strip()[:64]
     with session_scope(host.engine) as session:
         teams = scope.teams_of(session, principal)
+        if team:
+            teams = frozenset({team}) & teams if teams is not None else frozenset({team})
         rows = queries.patient_summaries(
             session, host.config.protocols, now, search=q, teams=teams
         )
@@ -64,7 +69,11 @@ def patients(request: Request, principal: PageUser, q: str = "", page: int = 1) 
         page=page,
         pages=pages,
         q=q,
-        page_link=lambda n: urlencode({**({"q": q} if q else {}), "page": n}),
+        team=team,
+        teams={t.name: t.label for t in host.config.routing.teams.values()},
+        page_link=lambda n: urlencode(
+            {**({"q": q} if q else {}), **({"team": team} if team else {}), "page": n}
+        ),
         now=now,
     )
 

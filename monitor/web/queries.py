@@ -93,6 +93,7 @@ class AlertFilter:
     state: str = ""
     date_from: date | None = None
     date_to: date | None = None
+    team: str = ""  # one care team's patients (within what the account may see)
 
     @classmethod
     def parse(
@@ -104,6 +105,7 @@ class AlertFilter:
         date_from: str | None = None,
         date_to: str | None = None,
         q: str | None = None,
+        team: str | None = None,
     ) -> AlertFilter:
         def day(name: str, value: str | None) -> date | None:
             if not value:
@@ -126,6 +128,7 @@ class AlertFilter:
             st,
             day("from", date_from),
             day("to", date_to),
+            (team or "").strip()[:64],
         )
         if f.date_from and f.date_to and f.date_to < f.date_from:
             raise FilterError("to: the end date is before the start date")
@@ -141,6 +144,7 @@ class AlertFilter:
             "state": self.state,
             "from": self.date_from.isoformat() if self.date_from else "",
             "to": self.date_to.isoformat() if self.date_to else "",
+            "team": self.team,
         }
         return {k: v for k, v in raw.items() if v}
 
@@ -152,6 +156,9 @@ class AlertFilter:
             *patient_clause(self.q, AlertRow.patient_id),
             *team_clause(teams, AlertRow.patient_id),
         ]
+        if self.team:  # strictly that team's patients: a service alert is no team's
+            mine = select(PatientRow.id).where(col(PatientRow.care_team) == self.team)
+            where.append(col(AlertRow.patient_id).in_(mine))
         if self.patient:
             where.append(col(AlertRow.patient_id) == self.patient)
         if self.rule:
