@@ -123,3 +123,20 @@ def test_the_patient_list_and_alert_log_filter_by_team(console: Console) -> None
     cora = signed_in(console, "cora")
     assert "P-200" not in cora.get("/patients?team=ibd").text
     assert theirs not in cora.get("/alerts?team=ibd").text
+
+
+def test_the_triage_desk_and_its_bulk_actions_keep_to_the_accounts_teams(
+    console: Console,
+) -> None:
+    mine, theirs = _limit(console)
+    client = signed_in(console, "cora")
+    desk = client.get("/").text
+    assert mine in desk and theirs not in desk
+    post_form(
+        client, "/", "/triage/act", {"code": [mine, theirs], "action": "acknowledge", "reason": "x"}
+    )
+    with session_scope(console.engine) as s:
+        state = {a.code: a.state for a in s.exec(select(AlertRow))}
+        acked = s.exec(select(AuditRow).where(AuditRow.action == "alert.acknowledge")).all()
+    assert state[mine] == "acknowledged" and state[theirs] == "open"
+    assert [r.alert_code for r in acked] == [mine]
