@@ -212,6 +212,32 @@ class TwilioSmsNotifier:
         log.info("patient_sms_send", outcome=result.outcome, provider_id=result.provider_id)
         return result
 
+    async def lookup_text(self, address: str, text: str) -> SendResult | None:
+        """Whether a patient SMS of exactly this text went to this number in the last
+        days: delivered (with its SID), "not found at provider" (transient: safe to send
+        again) in a complete listing, or None when the listing cannot tell. A patient
+        text carries no reference, so the match is the whole text; every scheduled text
+        names its own due date, so two different messages do not read the same."""
+        since = (datetime.now(UTC) - LOOKUP_WINDOW).strftime("%Y-%m-%d")
+        try:
+            messages = await self._client.messages.list_async(
+                to=address,
+                from_=self.from_number if self.from_number is not None else values.unset,
+                date_sent_after=since,
+                limit=LOOKUP_LIMIT,
+                page_size=50,
+            )
+        except (TwilioException, httpx.HTTPError, ValueError) as exc:
+            log.warning("patient_sms_lookup_failed", error=type(exc).__name__)
+            return None
+        for message in messages:
+            if (message.body or "") == text:
+                log.info("patient_sms_lookup_found", provider_id=message.sid)
+                return SendResult("delivered", provider_id=str(message.sid))
+        if len(messages) >= LOOKUP_LIMIT:
+            return None
+        return SendResult("transient", error="not found at provider")
+
     async def lookup(self, notification: Notification) -> SendResult | None:
         """Find a message to this number carrying the alert code, sent in the last days.
 

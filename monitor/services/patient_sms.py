@@ -54,6 +54,8 @@ UNSUBSCRIBED = 21610
 class TextSender(TypingProtocol):
     async def send_text(self, address: str, text: str) -> SendResult: ...
 
+    async def lookup_text(self, address: str, text: str) -> SendResult | None: ...
+
 
 def table_of(raw: Mapping[str, Any]) -> PatientSmsTable:
     return PatientSmsTable.model_validate(raw.get("patient_sms", {}))
@@ -241,8 +243,10 @@ SENDING_LEASE = timedelta(minutes=10)
 
 async def send_pending(engine: Engine, sender: TextSender, now: datetime) -> int:
     """Send every pending outgoing message, each claimed (`sending`) in its own
-    transaction first so no database lock is held over the network. A claim older
-    than SENDING_LEASE (a crash mid-send) is sent again: at-least-once. 21610
+    transaction first so no database lock is held over the network. A message whose
+    send may have happened (an `unknown` outcome, or a claim older than SENDING_LEASE:
+    a crash mid-send) is looked up at Twilio first and sent again only when Twilio
+    says it never took it: at-least-once, never twice without reason. 21610
     withdraws consent. Returns the sends tried."""
     with session_scope(engine) as session:
         ids = [
@@ -252,7 +256,7 @@ async def send_pending(engine: Engine, sender: TextSender, now: datetime) -> int
                 .where(
                     PatientMessageRow.direction == "out",
                     or_(
-                        col(PatientMessageRow.state) == "pending",
+                        col(PatientMessageRow.state).in_(["pending", "unknown"]),
                         and_(
                             col(PatientMessageRow.state) == "sending",
                             col(PatientMessageRow.at) < now - SENDING_LEASE,
@@ -267,8 +271,9 @@ async def send_pending(engine: Engine, sender: TextSender, now: datetime) -> int
         with session_scope(engine) as session:
             row = session.get(PatientMessageRow, mid)
             contact = session.get(PatientContactRow, row.patient_id) if row else None
-            if row is None or row.state not in ("pending", "sending"):
+            if row is None or row.state not in ("pending", "sending", "unknown"):
                 continue
+            maybe_sent = row.state in ("sending", "unknown")
             if contact is None or (contact.consent != "given" and row.purpose != "stopped"):
                 row.state = "cancelled"
                 session.add(row)
@@ -276,21 +281,35 @@ async def send_pending(engine: Engine, sender: TextSender, now: datetime) -> int
             row.state, row.at = "sending", now
             session.add(row)
             address, text = contact.mobile, row.text
-        result = await sender.send_text(address, text)
+        result = await _send_once(sender, address, text, maybe_sent)
         tried += 1
         with session_scope(engine) as session:
             row = session.get(PatientMessageRow, mid)
             assert row is not None
-            if result.outcome == "delivered":
+            if result is None or result.outcome == "unknown":
+                row.state = "unknown"  # may have gone: looked up (not resent) next pass
+            elif result.outcome == "delivered":
                 row.state, row.provider_id = "sent", result.provider_id
             elif result.outcome == "permanent":
                 row.state = "failed"
                 if f"error {UNSUBSCRIBED}" in (result.error or ""):
                     withdraw(session, SYSTEM, row.patient_id, "twilio", now, how="twilio_21610")
             else:
-                row.state = "pending"  # transient / unknown: the next pass tries again
+                row.state = "pending"  # transient: Twilio did not take it; the next pass sends
             session.add(row)
     return tried
+
+
+async def _send_once(
+    sender: TextSender, address: str, text: str, maybe_sent: bool
+) -> SendResult | None:
+    """The send, after a lookup when an earlier attempt may have reached Twilio; None
+    when the lookup cannot tell (then nothing is sent now)."""
+    if maybe_sent:
+        found = await sender.lookup_text(address, text)
+        if found is None or found.outcome == "delivered":
+            return found
+    return await sender.send_text(address, text)
 
 
 def config_problems(raw: Mapping[str, Any], base: Path) -> list[tuple[str, str]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
+import pytest
 from sqlmodel import select
 
 from monitor.services.intake import record_event
@@ -181,3 +182,26 @@ def test_second_patient_number_does_not_reach_the_first(world: World) -> None:
     with session_scope(w.engine) as s:
         [event] = list(s.exec(select(EventRow).where(EventRow.kind == "symptoms")))
     assert event.patient_id == "P-002"
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["twilio-took-it", "twilio-never-did"])
+async def test_a_send_with_no_answer_is_looked_up_before_any_resend(
+    world: World, kept: bool
+) -> None:
+    """The create call times out: the message may or may not be at Twilio. The next
+    pass asks Twilio first: a text it holds is settled as sent (never sent twice), one
+    it never took is sent once more."""
+    w = world
+    w.api.queue_responses(Reply.hanging(keep=kept))
+    now = START
+    while not [m for m in messages(w) if m.direction == "out"]:
+        await tick(w, now)
+        now += timedelta(hours=3)
+    [first] = [m for m in messages(w) if m.direction == "out"]
+    assert first.state == "unknown"
+    await send_pending(w.engine, w.sms, now)
+    [after] = [m for m in messages(w) if m.direction == "out"]
+    assert after.state == "sent"
+    assert len(w.api.messages) == 1  # one text at Twilio either way
+    creates = [r for r in w.api.requests if r.method == "POST"]
+    assert len(creates) == (1 if kept else 2)
