@@ -258,11 +258,18 @@ class WatchTable(Table):
     summary_at: Clock = "07:30"  # when, in the quiet-hours time zone
 
 
+class PatientSmsTeamTable(Table):
+    """One care team's own clinic name and HELP number in its patients' SMS."""
+
+    clinic: NonEmpty
+    help_number: NonEmpty
+
+
 class PatientSmsTable(Table):
     """Patients in the loop (issue 14): reminders, recalls, check-ins by SMS.
 
-    `clinic` and `help_number` are the site's; a care team's own values (issue 13)
-    take their place through `monitor.services.patient_sms.clinic_for`.
+    `clinic` and `help_number` are the site's; `[patient_sms.teams.<team>]` gives a
+    care team its own (`monitor.services.patient_sms.clinic_for`).
     """
 
     enabled: bool = False
@@ -278,6 +285,7 @@ class PatientSmsTable(Table):
     non_attendance_count: Count = 2
     checkin_weeks: Annotated[int, Field(ge=0)] = 12
     checkin_days_after_increase: Count = 2
+    teams: dict[str, PatientSmsTeamTable] = {}
 
 
 class ConfigFile(Table):

@@ -236,3 +236,17 @@ def test_enrolled_count_is_counted_by_the_database(tmp_path: Path) -> None:
             )
     assert enrolled_count(engine) == 3
     engine.dispose()
+
+
+def test_the_production_example_routes_repeated_non_attendance_to_the_consultant() -> None:
+    import tomllib
+
+    from monitor.routing import parse_routing
+
+    raw = tomllib.loads(PRODUCTION.read_text())
+    routing = parse_routing(raw)
+    for rule in ("lab.repeated_non_attendance", "patient.unclear_reply"):
+        route = routing.route_for(rule, "warning")
+        assert route is not None and route.chain[0] == "oncall_backup", rule
+    assert routing.recipients["oncall_backup"].label == "Second on-call (consultant)"
+    assert raw["patient_sms"]["teams"]["ibd"]["clinic"] == "the IBD clinic"

@@ -76,12 +76,11 @@ def policy_of(t: PatientSmsTable) -> Policy:
 
 
 def clinic_for(session: Session, patient_id: str, t: PatientSmsTable) -> tuple[str, str]:
-    """(clinic name, HELP number) for this patient's messages.
-
-    HOOK for care teams (issue 13, branch `teams`): when a patient's team has its own
-    name and number, return them here; until then every patient has the site's.
-    """
-    return t.clinic, t.help_number
+    """(clinic name, HELP number) for this patient's messages: the patient's care
+    team's own (`[patient_sms.teams.<team>]`) when it has them, else the site's."""
+    patient = session.get(PatientRow, patient_id)
+    own = t.teams.get(patient.care_team) if patient and patient.care_team else None
+    return (own.clinic, own.help_number) if own else (t.clinic, t.help_number)
 
 
 def templates_for(
@@ -337,4 +336,13 @@ def config_problems(raw: Mapping[str, Any], base: Path) -> list[tuple[str, str]]
         templates_for(t, base, t.clinic, t.help_number)
     except TemplateError as exc:
         out.append(("patient_sms.messages_dir", str(exc)))
+    known = raw.get("teams", {}) if isinstance(raw.get("teams"), dict) else {}
+    for team, own in t.teams.items():
+        if team not in known:
+            out.append((f"patient_sms.teams.{team}", f"no care team {team!r} in [teams]"))
+            continue
+        try:  # the team's name and number must fit the templates too
+            templates_for(t, base, own.clinic, own.help_number)
+        except TemplateError as exc:
+            out.append((f"patient_sms.teams.{team}", str(exc)))
     return out

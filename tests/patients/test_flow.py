@@ -205,3 +205,30 @@ async def test_a_send_with_no_answer_is_looked_up_before_any_resend(
     assert len(w.api.messages) == 1  # one text at Twilio either way
     creates = [r for r in w.api.requests if r.method == "POST"]
     assert len(creates) == (1 if kept else 2)
+
+
+async def test_a_care_teams_patients_hear_their_own_clinic_and_number(world: World) -> None:
+    """`[patient_sms.teams.ibd]`: an IBD patient's reminder names the IBD clinic and
+    HELP answers with its number; a patient of no such team keeps the site's."""
+    from monitor.config_schema import PatientSmsTeamTable
+    from monitor.services.intake import set_care_team
+    from monitor.services.patient_sms import render
+
+    w = world
+    w.table.teams["ibd"] = PatientSmsTeamTable(clinic="the IBD clinic", help_number="+441632960111")
+    with session_scope(w.engine) as s:
+        set_care_team(s, "P-001", "ibd", w.routing)
+    now = START
+    while not w.api.messages:
+        await tick(w, now)
+        now += timedelta(hours=3)
+    assert "the IBD clinic" in w.api.messages[0].body
+    with session_scope(w.engine) as s:
+        contact = s.get(PatientContactRow, "P-001")
+        assert contact is not None
+        assert "+441632960111" in render(s, contact, "help", w.table, w.config_dir)
+        set_care_team(s, "P-001", "rheumatology", w.routing)
+    with session_scope(w.engine) as s:
+        contact = s.get(PatientContactRow, "P-001")
+        assert contact is not None
+        assert "+441632960000" in render(s, contact, "help", w.table, w.config_dir)

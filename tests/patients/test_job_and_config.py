@@ -83,3 +83,14 @@ def test_check_config_names_a_wrong_channel_zone_or_template(tmp_path: Path) -> 
     assert "segments" in problems[0][1]
     problems = config_problems(raw_table(messages_dir=str(tmp_path)), ROOT)
     assert [p for p, _ in problems] == ["patient_sms.messages_dir"]
+
+
+def test_check_config_names_a_team_that_does_not_exist_or_whose_name_does_not_fit() -> None:
+    ok = {"ibd": {"clinic": "the IBD clinic", "help_number": "+441632960111"}}
+    raw = {**raw_table(teams=ok), "teams": {"ibd": {}}}
+    assert config_problems(raw, ROOT) == []
+    raw = {**raw_table(teams={"ibdd": ok["ibd"]}), "teams": {"ibd": {}}}
+    assert [p for p, _ in config_problems(raw, ROOT)] == ["patient_sms.teams.ibdd"]
+    long = {"ibd": {"clinic": "C" * 300, "help_number": "+441632960111"}}
+    raw = {**raw_table(teams=long), "teams": {"ibd": {}}}
+    assert [p for p, _ in config_problems(raw, ROOT)] == ["patient_sms.teams.ibd"]
