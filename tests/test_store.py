@@ -146,3 +146,20 @@ def test_concurrent_evaluations_on_sqlite_store_each_alert_once(tmp_path: Path) 
         assert [a.rule for a in s.exec(select(AlertRow))] == ["lab.overdue"]
     for e in (*engines, setup):
         e.dispose()
+
+
+def test_the_health_probes_latest_evaluation_is_an_index_lookup(tmp_path: Path) -> None:
+    """/healthz reads max(patients.evaluated_at): with a million patients a scan on
+    every probe; the index makes it one lookup (migration 0017)."""
+    from sqlalchemy import text
+
+    eng = make_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    upgrade(eng)
+    with eng.connect() as conn:
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.execute(
+                text("EXPLAIN QUERY PLAN SELECT max(evaluated_at) FROM patients")
+            )
+        )
+    assert "ix_patients_evaluated_at" in plan, plan

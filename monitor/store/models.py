@@ -51,7 +51,7 @@ class PatientRow(SQLModel, table=True):
     protocol_id: str = Field(max_length=64)
     enrolled_at: datetime = _dt()
     next_check_at: datetime | None = _dt(index=True, nullable=True)
-    evaluated_at: datetime | None = _dt(nullable=True)
+    evaluated_at: datetime | None = _dt(index=True, nullable=True)  # max() for /healthz
     # The care team ([teams.<id>] of monitor.toml) whose routes and rotas it follows.
     care_team: str | None = Field(default=None, max_length=64, index=True)
 
