@@ -55,12 +55,13 @@ class HookContext(Protocol):
 
 
 def _twiml(message: str | None) -> Response:
+    """The TwiML answer; the text is escaped here, once, whoever composed it."""
     body = (
         TWIML_EMPTY
         if message is None
         else (
             '<?xml version="1.0" encoding="UTF-8"?><Response><Message>'
-            f"{message}</Message></Response>"
+            f"{escape(message, quote=False)}</Message></Response>"
         )
     )
     return Response(content=body, media_type="application/xml")
@@ -98,7 +99,7 @@ def router(get_ctx: Callable[[], HookContext]) -> APIRouter:
         if who is None and not match:
             answer = await patient_reply(ctx, sender, form.get("Body", ""))  # issue 14
             if answer is not None:
-                return _twiml(escape(answer) or None)
+                return _twiml(answer or None)
         if who is None:
             log.warning("twilio.ack_from_unknown_number", last_digits=sender[-4:])
             return _twiml("This number is not on the lab-monitor contact list.")

@@ -247,3 +247,16 @@ def _escape(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+def test_a_twiml_answer_is_escaped_once_whoever_wrote_it() -> None:
+    """A clinic name such as "Smith & Jones <GI>" in an answer stays well-formed XML and
+    reads back as written (not double-escaped)."""
+    from xml.etree import ElementTree
+
+    from monitor.web.twilio_hooks import _twiml
+
+    body = _twiml('Smith & Jones <GI>: call "+441632960000"').body
+    root = ElementTree.fromstring(bytes(body))
+    message = root.find("Message")
+    assert message is not None and message.text == 'Smith & Jones <GI>: call "+441632960000"'
