@@ -122,7 +122,14 @@ def test_no_escalation_advice_over_an_abnormal_latest_panel(
     for f in result.findings:
         if f.rule != "titration.escalation_due":
             continue
-        changes = [e.at for e in events if isinstance(e, DoseEvent) and e.at <= f.at]
+        # A dose record equal to the dose in effect is not a change (the engine's
+        # reading: a restated dose does not restart the interval).
+        changes, current = [], 50.0  # the helper patient's start dose
+        for e in events:
+            if isinstance(e, DoseEvent) and e.at <= f.at:
+                if e.dose_mg != current:
+                    changes.append(e.at)
+                current = e.dose_mg
         since = max(changes, default=day(0))
         labs = [e for e in events if isinstance(e, LabEvent) and since <= e.at <= f.at]
         panels = [lab for lab in labs if lab.is_liver_panel]
