@@ -227,10 +227,7 @@ def _zone(name: str, where: str) -> ZoneInfo:
 def _quiet(qh: Any, where: str) -> QuietHours:
     if not isinstance(qh, dict):
         raise RoutingError(f"{where}: must be a table")
-    try:
-        tz = ZoneInfo(str(qh.get("timezone", "UTC")))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise RoutingError(f"{where}.timezone: unknown time zone") from exc
+    tz = _zone(str(qh.get("timezone", "UTC")), f"{where}.timezone")
     return QuietHours(
         _clock(qh.get("start"), f"{where}.start"), _clock(qh.get("end"), f"{where}.end"), tz
     )

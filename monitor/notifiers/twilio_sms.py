@@ -212,23 +212,32 @@ class TwilioSmsNotifier:
         log.info("patient_sms_send", outcome=result.outcome, provider_id=result.provider_id)
         return result
 
+    async def _recent_to(self, address: str, **log_kw: Any) -> list[Any] | None:
+        """Messages from us to `address` in the lookup window, or None when Twilio
+        cannot be asked (the caller then cannot tell whether a send happened)."""
+        since = (datetime.now(UTC) - LOOKUP_WINDOW).strftime("%Y-%m-%d")
+        try:
+            return list(
+                await self._client.messages.list_async(
+                    to=address,
+                    from_=self.from_number if self.from_number is not None else values.unset,
+                    date_sent_after=since,
+                    limit=LOOKUP_LIMIT,
+                    page_size=50,
+                )
+            )
+        except (TwilioException, httpx.HTTPError, ValueError) as exc:
+            log.warning("sms_lookup_failed", error=f"{type(exc).__name__}: {exc}", **log_kw)
+            return None
+
     async def lookup_text(self, address: str, text: str) -> SendResult | None:
         """Whether a patient SMS of exactly this text went to this number in the last
         days: delivered (with its SID), "not found at provider" (transient: safe to send
         again) in a complete listing, or None when the listing cannot tell. A patient
         text carries no reference, so the match is the whole text; every scheduled text
         names its own due date, so two different messages do not read the same."""
-        since = (datetime.now(UTC) - LOOKUP_WINDOW).strftime("%Y-%m-%d")
-        try:
-            messages = await self._client.messages.list_async(
-                to=address,
-                from_=self.from_number if self.from_number is not None else values.unset,
-                date_sent_after=since,
-                limit=LOOKUP_LIMIT,
-                page_size=50,
-            )
-        except (TwilioException, httpx.HTTPError, ValueError) as exc:
-            log.warning("patient_sms_lookup_failed", error=type(exc).__name__)
+        messages = await self._recent_to(address, purpose="patient_sms")
+        if messages is None:
             return None
         for message in messages:
             if (message.body or "") == text:
@@ -249,21 +258,8 @@ class TwilioSmsNotifier:
         escalation or reminder to the same number is never taken for this send.
         Limit: Twilio's DateSent filter may leave out messages still queued.
         """
-        since = (datetime.now(UTC) - LOOKUP_WINDOW).strftime("%Y-%m-%d")
-        try:
-            messages = await self._client.messages.list_async(
-                to=notification.address,
-                from_=self.from_number if self.from_number is not None else values.unset,
-                date_sent_after=since,
-                limit=LOOKUP_LIMIT,
-                page_size=50,
-            )
-        except (TwilioException, httpx.HTTPError, ValueError) as exc:
-            log.warning(
-                "sms_lookup_failed",
-                delivery_id=notification.delivery_id,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+        messages = await self._recent_to(notification.address, delivery_id=notification.delivery_id)
+        if messages is None:
             return None
         ref = delivery_ref(notification)
         for message in messages:

@@ -47,11 +47,10 @@ def patient_clause(term: str, patient_col: Any) -> list[ColumnElement[bool]]:
 
 
 def team_clause(teams: frozenset[str] | None, patient_col: Any) -> list[ColumnElement[bool]]:
-    """Rows of patients in `teams` (None: every team), as `monitor.web.scope` rules:
-    a row about no patient (a service alert: a silent feed) concerns everyone."""
-    if teams is None:
-        return []
-    ids = select(PatientRow.id).where(col(PatientRow.care_team).in_(sorted(teams)))
+    """Rows of patients in `teams` (None: every team), by `monitor.web.scope`'s rule: a
+    row about no patient (a service alert: a silent feed) concerns everyone."""
+    from monitor.web import scope
+
     if patient_col is PatientRow.id:
-        return [col(patient_col).in_(ids)]
-    return [or_(col(patient_col).is_(None), col(patient_col).in_(ids))]
+        return scope.patient_clauses(teams)
+    return scope.alert_clauses(teams)
