@@ -41,7 +41,12 @@ from monitor.secrets import SecretSource
 from monitor.services import patient_sms_job
 from monitor.services.dispatch import Dispatcher, recover_orphans
 from monitor.services.escalation import escalate_due
-from monitor.services.evaluate import evaluate_patient, new_code
+from monitor.services.evaluate import (
+    UnknownPatient,
+    evaluate_patient,
+    evaluate_patients,
+    new_code,
+)
 from monitor.services.instances import DEFAULT_LEASE_SECONDS, Heartbeat, new_instance_id
 from monitor.services.jobs import STATS
 from monitor.services.payloads import PayloadResult, parse_payload, store_parsed
@@ -63,6 +68,10 @@ from monitor.store.models import AlertRow, PatientRow
 from monitor.web.host import HostBasics
 
 log = structlog.get_logger(__name__)
+
+# Due patients judged per sweep transaction: ~1 ms each, so SQLite's write lock is
+# held a fraction of a second and a message waiting to be stored is not held up.
+EVAL_BATCH = 100
 
 
 @dataclass
@@ -173,6 +182,36 @@ class Service(HostBasics):
         return raised
 
     def _evaluate_batch(self, due: list[str], now: datetime) -> list[AlertRow]:
+        """Due patients judged EVAL_BATCH at a time, one transaction each (a short hold
+        of SQLite's write lock, so ingest is not kept waiting); a batch whose write
+        fails is judged again one patient per transaction."""
+        raised: list[AlertRow] = []
+        for start in range(0, len(due), EVAL_BATCH):
+            chunk = due[start : start + EVAL_BATCH]
+            try:
+                with session_scope(self.engine) as session:
+                    done = evaluate_patients(
+                        session, chunk, now, self.config.protocols, self.config.routing
+                    )
+            except OperationalError as exc:
+                # The database was busy or away: nothing was judged wrong, and the
+                # deadlines are still due, so the next sweep tries again.
+                log.warning("sweep.database_unavailable", patients=len(chunk), error=str(exc))
+                continue
+            except Exception:
+                log.exception("sweep.batch_failed", patients=len(chunk))
+                raised += self._evaluate_each(chunk, now)
+                continue
+            raised += done.alerts
+            for patient_id, error in done.failed.items():
+                if isinstance(error, UnknownPatient):
+                    log.warning("sweep.patient_gone", patient_id=patient_id)
+                    continue
+                log.error("sweep.evaluation_error", patient_id=patient_id, exc_info=error)
+                raised += self._evaluation_error(patient_id, error, now)
+        return raised
+
+    def _evaluate_each(self, due: list[str], now: datetime) -> list[AlertRow]:
         raised: list[AlertRow] = []
         for patient_id in due:
             try:
@@ -181,8 +220,6 @@ class Service(HostBasics):
                         session, patient_id, now, self.config.protocols, self.config.routing
                     )
             except OperationalError as exc:
-                # The database was busy or away: nothing was judged wrong, and the
-                # deadline is still due, so the next sweep tries again.
                 log.warning("sweep.database_unavailable", patient_id=patient_id, error=str(exc))
             except Exception as exc:
                 log.exception("sweep.evaluation_error", patient_id=patient_id)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import event
@@ -24,9 +25,10 @@ from monitor.core.domain import Finding
 from monitor.core.protocol import Protocol
 from monitor.engine import Run, run
 from monitor.routing import Routing
-from monitor.services import snapshots
-from monitor.services.outbox import enqueue
-from monitor.services.records import event_rows, events_of, patient_of
+from monitor.services import histories, snapshots
+from monitor.services.evaluate_writes import Change, Draft, write
+from monitor.services.histories import History
+from monitor.services.records import EventLike, event_rows, events_of, patient_of
 from monitor.store.models import AlertRow, EventRow, PatientRow
 
 log = structlog.get_logger(__name__)
@@ -105,11 +107,14 @@ def lock_patient(session: Session, patient_id: str) -> PatientRow:
     return row
 
 
-def counted(rows: list[EventRow], protocol: Protocol) -> list[EventRow]:
+E = TypeVar("E", bound=EventLike)
+
+
+def counted(rows: Sequence[E], protocol: Protocol) -> list[E]:
     """Preliminary results count only if the profile says so (a final one normally
     follows)."""
     if protocol.preliminary_results_count:
-        return rows
+        return list(rows)
     return [r for r in rows if not r.payload.get("preliminary", False)]
 
 
@@ -126,29 +131,95 @@ def run_for(
     return run(patient_of(row), events_of(counted(rows, protocol)), now, protocol)
 
 
-def run_continued(
-    session: Session, row: PatientRow, now: datetime, protocol: Protocol
-) -> tuple[Run, list[EventRow]]:
-    """The engine continued from the stored snapshot where it still fits the history,
-    else from the start; the next snapshot is stored (the caller's transaction).
-    Returns the run and the events it read: all of them, or those after the snapshot."""
-    patient = patient_of(row)
-    stored, snap = snapshots.load(session, patient, protocol)
-    newer = None
-    if stored is not None and snap is not None:
-        newer = snapshots.continuation(session, stored, snap, now)
-    if stored is not None and snap is not None and newer is not None:
-        result = run(patient, events_of(counted(newer, protocol)), now, protocol, since=snap)
-        if result.snapshot.state is not snap.state:
-            covered = [r for r in newer if r.at <= result.snapshot.covers]
-            fp = snapshots.fingerprint(covered, stored.fingerprint)
-            snapshots.store(session, stored, row.id, result.snapshot, protocol, now, fp)
-        return result, newer
-    rows = event_rows(session, row.id)
-    result = run(patient, events_of(counted(rows, protocol)), now, protocol)
-    fp = snapshots.fingerprint(r for r in rows if r.at <= result.snapshot.covers)
-    snapshots.store(session, stored, row.id, result.snapshot, protocol, now, fp)
-    return result, rows
+@dataclass
+class Judged:
+    """One patient's evaluation, before anything is written."""
+
+    patient_id: str
+    findings: list[Finding]
+    next_check_at: datetime | None
+    snapshot: dict[str, Any] | None  # the engine_snapshots row to write, if changed
+
+
+@dataclass
+class Evaluated:
+    alerts: list[AlertRow]
+    failed: dict[str, Exception]
+
+
+def judge(h: History, now: datetime, known: set[tuple[str, str]]) -> Judged:
+    """The engine over one patient's history (continued from its snapshot where it
+    fits): the findings not stored yet, the next check, the next snapshot. Pure."""
+    patient = patient_of(h.row)
+    events = events_of(counted(h.events, h.protocol))
+    result = run(patient, events, now, h.protocol, since=h.snap)
+    snapshot = None
+    if h.snap is None or result.snapshot.state is not h.snap.state:
+        covered = (e for e in h.events if e.at <= result.snapshot.covers)
+        base = h.stored.fingerprint if h.snap is not None and h.stored is not None else "0:0:0"
+        snapshot = {
+            "patient_id": patient.id,
+            "covers_at": result.snapshot.covers,
+            "profile_key": snapshots.profile_key(h.protocol),
+            "format": snapshots.FORMAT,
+            "state": snapshots.encode(result.snapshot),
+            "updated_at": now,
+            "fingerprint": snapshots.fingerprint(covered, base),
+        }
+    later = [e.at for e in h.events if e.at > now]
+    # An event a little ahead of our clock is judged when its time comes.
+    candidates = [t for t in (result.position.next_check_at, min(later, default=None)) if t]
+    findings = [f for f in result.findings if (f.rule, f.key) not in known]
+    return Judged(patient.id, findings, min(candidates, default=None), snapshot)
+
+
+def evaluate_patients(
+    session: Session,
+    patient_ids: Sequence[str],
+    now: datetime,
+    protocols: Mapping[str, Protocol],
+    routing: Routing | None = None,
+) -> Evaluated:
+    """Store the alerts each patient's history calls for as of `now`, and their
+    deliveries (the caller's transaction), in a few statements for the whole list.
+    A patient whose evaluation raises is left out, unchanged (its deadline stays
+    due), and returned in `failed`; a failed write fails the whole call."""
+    ids = list(dict.fromkeys(patient_ids))
+    session.flush()  # Core reads below do not autoflush what the caller added
+    found = histories.load(session, ids, protocols, now)
+    session.info.setdefault(_LOCKED, set()).update(found)
+    known = histories.known_alerts(session, found)
+    failed: dict[str, Exception] = {pid: UnknownPatient(pid) for pid in ids if pid not in found}
+    judged: list[Judged] = []
+    for pid, h in found.items():
+        try:
+            judged.append(judge(h, now, known.get(pid, set())))
+        except Exception as exc:
+            failed[pid] = exc
+    codes = iter(new_codes(session, sum(len(j.findings) for j in judged)))
+    groups: list[list[Draft]] = []
+    for j in judged:
+        group = uuid.uuid4().hex
+        groups.append([_draft(j.patient_id, f, next(codes), now, group) for f in j.findings])
+    changes = [Change(j.patient_id, j.next_check_at, j.snapshot) for j in judged]
+    alerts = write(session, groups, changes, found, now, routing)
+    return Evaluated(alerts, failed)
+
+
+def _draft(patient_id: str, f: Finding, code: str, now: datetime, group: str) -> Draft:
+    return Draft(
+        code=code,
+        patient_id=patient_id,
+        rule=f.rule,
+        severity=f.severity,
+        key=f.key,
+        at=f.at,
+        raised_at=now,
+        message=f.message,
+        details=details_of(f),
+        profile=f.profile,
+        group_id=group,
+    )
 
 
 def evaluate_patient(
@@ -158,55 +229,11 @@ def evaluate_patient(
     protocols: Mapping[str, Protocol],
     routing: Routing | None = None,
 ) -> list[AlertRow]:
-    """Store the alerts the patient's history calls for as of `now`, and their deliveries
-    (same transaction); return the new alerts."""
-    row = lock_patient(session, patient_id)
-    protocol = protocols[row.protocol_id]
-    # Read once, for the engine and the next check: every event after the snapshot
-    # (all events when it replays), so every event dated after `now` is among them.
-    result, history = run_continued(session, row, now, protocol)
-    known = {
-        (rule, key)
-        for rule, key in session.exec(
-            select(AlertRow.rule, AlertRow.key).where(AlertRow.patient_id == patient_id)
-        )
-    }
-    group = uuid.uuid4().hex
-    new: list[AlertRow] = []
-    findings = [f for f in result.findings if (f.rule, f.key) not in known]
-    for f, code in zip(findings, new_codes(session, len(findings)), strict=True):
-        alert = AlertRow(
-            code=code,
-            patient_id=patient_id,
-            rule=f.rule,
-            severity=f.severity,
-            key=f.key,
-            at=f.at,
-            raised_at=now,
-            message=f.message,
-            details=details_of(f),
-            profile=f.profile,
-            group_id=group,
-        )
-        session.add(alert)
-        new.append(alert)
-        log.info(
-            "alert.raised",
-            patient_id=patient_id,
-            rule=f.rule,
-            severity=f.severity,
-            code=alert.code,
-            at=f.at.isoformat(),
-        )
-    later = [e.at for e in history if e.at > now]
-    candidates = [t for t in (result.position.next_check_at, min(later, default=None)) if t]
-    # An event a little ahead of our clock is judged when its time comes.
-    row.next_check_at = min(candidates, default=None)
-    row.evaluated_at = now
-    session.add(row)
-    session.flush()
-    enqueue(session, new, routing, now)
-    return new
+    """One patient (see `evaluate_patients`); its evaluation error is raised."""
+    done = evaluate_patients(session, [patient_id], now, protocols, routing)
+    if patient_id in done.failed:
+        raise done.failed[patient_id]
+    return done.alerts
 
 
 def due_patients(session: Session, now: datetime, limit: int = 500) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from sqlmodel import Session, col, select
@@ -26,12 +27,45 @@ log = structlog.get_logger(__name__)
 SMS_LIMIT = 1200
 
 
+class Alertish(Protocol):
+    """What the outbox reads and sets on an alert: a stored `AlertRow`, or the batch
+    evaluator's draft of one not yet inserted (read-only members are properties)."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def patient_id(self) -> str | None: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def details(self) -> dict[str, Any]: ...
+    @property
+    def group_id(self) -> str: ...
+    @property
+    def profile(self) -> str: ...
+
+    care_team: str | None
+    silenced_by: int | None
+    route: str | None
+    chain: list[Any]
+    escalation_step: int
+    next_escalation_at: datetime | None
+
+
 def first_sentence(message: str) -> str:
     parts = re.split(r"(?<=[.!?])\s", message, maxsplit=1)
     return parts[0]
 
 
-def action_sentence(alerts: Sequence[AlertRow]) -> str:
+def action_sentence(alerts: Sequence[Alertish]) -> str:
     for alert in alerts:
         match = re.search(r"(STOP [^.]*\.)", alert.message)
         if match:
@@ -40,7 +74,7 @@ def action_sentence(alerts: Sequence[AlertRow]) -> str:
 
 
 def compose(
-    alerts: Sequence[AlertRow], purpose: str = "alert", note: str = "", tz: tzinfo = UTC
+    alerts: Sequence[Alertish], purpose: str = "alert", note: str = "", tz: tzinfo = UTC
 ) -> tuple[str, str, str]:
     """(subject, short text for SMS, long body for email) of one alert group.
 
@@ -104,9 +138,54 @@ def active_silence(session: Session, patient_id: str | None, now: datetime) -> S
     ).first()
 
 
+def delivery_values(
+    alerts: Sequence[Alertish],
+    group_name: str,
+    routing: Routing,
+    now: datetime,
+    purpose: str,
+    step: int,
+    note: str = "",
+) -> list[dict[str, Any]]:
+    """The column values of one group's deliveries to one chain step (the lead's id,
+    when it has none yet, is filled in by the caller)."""
+    lead = alerts[0]
+    subject, text, body = compose(alerts, purpose, note, routing.site_tz)
+    when = now
+    quiet = routing.quiet_for(lead.care_team)
+    if lead.severity == "info" and quiet is not None:
+        when = quiet.holds(now) or now
+    rows: list[dict[str, Any]] = []
+    for member in routing.step_members(group_name):
+        recipient = routing.recipients[member]
+        rows.append(
+            {
+                "group_id": lead.group_id,
+                "lead_alert_id": lead.id or 0,
+                "patient_id": lead.patient_id,
+                "purpose": purpose,
+                "step": step,
+                "recipient": member,
+                "channels": [[c.channel, c.address] for c in recipient.contacts],
+                "severity": lead.severity,
+                "subject": subject,
+                "text": text,
+                "body": body,
+                "next_attempt_at": when,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    if not rows:
+        log.error(
+            "outbox.no_recipients", group=group_name, code=lead.code, patient_id=lead.patient_id
+        )
+    return rows
+
+
 def deliveries_for(
     session: Session,
-    alerts: Sequence[AlertRow],
+    alerts: Sequence[Alertish],
     group_name: str,
     routing: Routing,
     now: datetime,
@@ -114,37 +193,11 @@ def deliveries_for(
     step: int,
     note: str = "",
 ) -> list[DeliveryRow]:
-    lead = alerts[0]
-    subject, text, body = compose(alerts, purpose, note, routing.site_tz)
-    when = now
-    quiet = routing.quiet_for(lead.care_team)
-    if lead.severity == "info" and quiet is not None:
-        when = quiet.holds(now) or now
-    rows: list[DeliveryRow] = []
-    for member in routing.step_members(group_name):
-        recipient = routing.recipients[member]
-        row = DeliveryRow(
-            group_id=lead.group_id,
-            lead_alert_id=lead.id or 0,
-            patient_id=lead.patient_id,
-            purpose=purpose,
-            step=step,
-            recipient=member,
-            channels=[[c.channel, c.address] for c in recipient.contacts],
-            severity=lead.severity,
-            subject=subject,
-            text=text,
-            body=body,
-            next_attempt_at=when,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(row)
-        rows.append(row)
-    if not rows:
-        log.error(
-            "outbox.no_recipients", group=group_name, code=lead.code, patient_id=lead.patient_id
-        )
+    rows = [
+        DeliveryRow(**v)
+        for v in delivery_values(alerts, group_name, routing, now, purpose, step, note)
+    ]
+    session.add_all(rows)
     return rows
 
 
@@ -155,27 +208,30 @@ def _team_of(session: Session, patient_id: str | None) -> str | None:
     return patient.care_team if patient is not None else None
 
 
-def enqueue(
-    session: Session, alerts: Sequence[AlertRow], routing: Routing | None, now: datetime
-) -> list[DeliveryRow]:
-    """Freeze the escalation chain onto the lead alert and write step-0 deliveries."""
-    if not alerts or routing is None:
-        return []
-    session.flush()
+A = TypeVar("A", bound=Alertish)
+
+
+def plan_group(
+    alerts: Sequence[A],
+    silence_id: int | None,
+    team: str | None,
+    routing: Routing,
+    now: datetime,
+) -> list[A]:
+    """Silence and route one evaluation's alerts (setting their fields): the alerts to
+    notify, lead first, with the escalation chain frozen onto the lead; [] when the
+    silence holds them all. Pure: the caller stores what it set."""
     ordered = sorted(alerts, key=lambda a: (SEVERITY_RANK[a.severity], a.id or 0))
     lead = ordered[0]
-    silence = active_silence(session, lead.patient_id, now)
-    if silence is not None:
+    if silence_id is not None:
         for a in ordered:
             if a.severity != "critical":
-                a.silenced_by = silence.id
-                session.add(a)
+                a.silenced_by = silence_id
         ordered = [a for a in ordered if a.severity == "critical"]
         if not ordered:
-            log.info("outbox.silenced", patient_id=lead.patient_id, silence=silence.id)
+            log.info("outbox.silenced", patient_id=lead.patient_id, silence=silence_id)
             return []
         lead = ordered[0]
-    team = _team_of(session, lead.patient_id)
     route = routing.route_for(lead.rule, lead.severity, team)
     chain = routing.freeze(route.chain, team, now) if route else [routing.failure_group]
     if route is None:
@@ -194,5 +250,21 @@ def enqueue(
         lead.next_escalation_at = now + routing.critical_ack_after
     elif lead.severity == "warning":
         lead.next_escalation_at = now + routing.warning_repeat_after
-    session.add(lead)
-    return deliveries_for(session, ordered, chain[0], routing, now, "alert", 0)
+    return ordered
+
+
+def enqueue(
+    session: Session, alerts: Sequence[AlertRow], routing: Routing | None, now: datetime
+) -> list[DeliveryRow]:
+    """Freeze the escalation chain onto the lead alert and write step-0 deliveries."""
+    if not alerts or routing is None:
+        return []
+    session.flush()
+    patient_id = alerts[0].patient_id
+    silence = active_silence(session, patient_id, now)
+    team = _team_of(session, patient_id)
+    ordered = plan_group(alerts, silence.id if silence else None, team, routing, now)
+    session.add_all(alerts)
+    if not ordered:
+        return []
+    return deliveries_for(session, ordered, ordered[0].chain[0], routing, now, "alert", 0)

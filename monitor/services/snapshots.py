@@ -18,21 +18,27 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import typing
 import zlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from monitor.core.domain import Patient
 from monitor.core.protocol import Protocol
 from monitor.engine import Snapshot
-from monitor.store.models import EngineSnapshotRow, EventRow
+from monitor.store.models import EngineSnapshotRow
 
 FORMAT = 1  # bump when PatientState or an event/finding class changes shape
 
 _KEYS: dict[int, tuple[Protocol, str]] = {}
+
+
+class HasId(typing.Protocol):
+    @property
+    def id(self) -> int | None: ...
 
 _MODULES = ("monitor.core.", "monitor.rules.")
 _EXACT = {"monitor.engine", "datetime", "zoneinfo", "collections"}
@@ -75,18 +81,28 @@ def load(
     """The stored row (to update) and its snapshot when it is for this patient record
     and this profile."""
     row = session.get(EngineSnapshotRow, patient.id)
-    if row is None or row.format != FORMAT or row.profile_key != profile_key(protocol):
-        return row, None
+    return row, (decode(row, patient, protocol) if row is not None else None)
+
+
+def decode(row: Any, patient: Patient, protocol: Protocol) -> Snapshot | None:
+    """The snapshot a stored row (ORM or Core) holds, when it is for this patient
+    record and this profile; None means replay from the start."""
+    if row.format != FORMAT or row.profile_key != profile_key(protocol):
+        return None
     try:
         snap = _loads(row.state)
     except Exception:
-        return row, None
+        return None
     if not isinstance(snap, Snapshot) or snap.state.patient != patient:
-        return row, None
-    return row, snap
+        return None
+    return snap
 
 
-def fingerprint(rows: Iterable[EventRow], base: str = "0:0:0") -> str:
+def encode(snap: Snapshot) -> bytes:
+    return zlib.compress(pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL), 1)
+
+
+def fingerprint(rows: Iterable[HasId], base: str = "0:0:0") -> str:
     """count:sum:max of the ids of current events (what a snapshot covers): a late,
     superseded or deleted event changes it. `base` extends an earlier fingerprint."""
     count, total, top = (int(x) for x in base.split(":"))
@@ -94,40 +110,6 @@ def fingerprint(rows: Iterable[EventRow], base: str = "0:0:0") -> str:
         assert r.id is not None
         count, total, top = count + 1, total + r.id, max(top, r.id)
     return f"{count}:{total}:{top}"
-
-
-def continuation(
-    session: Session, stored: EngineSnapshotRow, snap: Snapshot, until: datetime
-) -> list[EventRow] | None:
-    """The current events after the snapshot, in time order, when the ones it covers
-    are still exactly those it saw (one aggregate and one read of the newer rows);
-    None when the history no longer continues it (replay from the start)."""
-    if until < snap.covers:
-        return None
-    count, total, top = session.exec(
-        select(
-            func.count(),
-            func.coalesce(func.sum(EventRow.id), 0),
-            func.coalesce(func.max(EventRow.id), 0),
-        ).where(
-            EventRow.patient_id == stored.patient_id,
-            col(EventRow.superseded_by).is_(None),
-            col(EventRow.at) <= snap.covers,
-        )
-    ).one()
-    if f"{count}:{total}:{top}" != stored.fingerprint:
-        return None
-    return list(
-        session.exec(
-            select(EventRow)
-            .where(
-                EventRow.patient_id == stored.patient_id,
-                col(EventRow.superseded_by).is_(None),
-                col(EventRow.at) > snap.covers,
-            )
-            .order_by(col(EventRow.at), col(EventRow.id))
-        )
-    )
 
 
 def store(
@@ -140,7 +122,7 @@ def store(
     fingerprint: str,
 ) -> None:
     """Write `snap` with the fingerprint of the events it covers (superseded left out)."""
-    blob = zlib.compress(pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL), 1)
+    blob = encode(snap)
     if row is None:
         row = EngineSnapshotRow(
             patient_id=patient_id,
