@@ -8,8 +8,9 @@ count now, which panel is under review, which ULN and baseline apply.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from monitor.core.domain import (
     DoseEvent,
@@ -34,6 +35,16 @@ class DoseChange:
     @property
     def is_increase(self) -> bool:
         return self.to_mg > self.from_mg
+
+
+def replace(state: PatientState, **changes: Any) -> PatientState:
+    """`dataclasses.replace` without its per-call field introspection (the engine
+    makes a state per step; PatientState has no __post_init__ to re-run)."""
+    assert changes.keys() <= state.__dict__.keys(), f"no such field: {set(changes)}"
+    new = object.__new__(PatientState)
+    new.__dict__.update(state.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from monitor.core.domain import Finding, Patient
+from monitor.core.memo import IdentityMemo
 from monitor.core.panel import obstacles
 from monitor.core.protocol import Protocol, ScheduleRow
 from monitor.core.state import PatientState
@@ -75,10 +76,24 @@ def is_stable(state: PatientState, at: datetime, protocol: Protocol) -> bool:
     )
 
 
+_DEADLINES: IdentityMemo[Deadline] = IdentityMemo()
+
+
 def deadline(state: PatientState, protocol: Protocol) -> Deadline | None:
-    """The current deadline; None while therapy is stopped."""
+    """The current deadline; None while therapy is stopped.
+
+    Asked several times per engine step (the overdue rule, the next checkpoint, the
+    position), and a step's state shares its history tuples with the one before it:
+    the answer is memoised on exactly what it reads, by identity (the entry holds
+    them, so an id is not reused while cached)."""
     if not state.on_therapy:
         return None
+    parts: tuple[object, ...] = (state.labs, state.dose_changes, state.findings)
+    parts += (state.cycle_start, state.cycle_key, protocol)
+    return _DEADLINES.get(parts, lambda: _deadline(state, protocol))
+
+
+def _deadline(state: PatientState, protocol: Protocol) -> Deadline:
     sched = protocol.schedule
     panel = state.latest_panel()
     anchor_at = panel.at if panel else state.cycle_start

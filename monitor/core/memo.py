@@ -1,0 +1,31 @@
+"""A small memo keyed by the identity of the objects an answer was computed from.
+
+The engine's states are immutable and a step's state shares its history tuples with
+the one before it, so "same objects" means "same answer". Each entry holds the
+objects it is keyed by, so their ids cannot be reused while it is cached. Not a
+clinical value: the size only bounds memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class IdentityMemo(Generic[T]):
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._entries: dict[tuple[int, ...], tuple[tuple[object, ...], T]] = {}
+
+    def get(self, parts: tuple[object, ...], compute: Callable[[], T]) -> T:
+        key = tuple(map(id, parts))
+        hit = self._entries.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], parts, strict=True)):
+            return hit[1]
+        value = compute()
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[key] = (parts, value)
+        return value
