@@ -39,6 +39,7 @@ from monitor.routing import Routing
 from monitor.sdnotify import SystemdNotifier
 from monitor.secrets import SecretSource
 from monitor.services import patient_sms_job
+from monitor.services.deferred import evaluate_results
 from monitor.services.dispatch import Dispatcher, recover_orphans
 from monitor.services.escalation import escalate_due
 from monitor.services.evaluate import (
@@ -120,7 +121,8 @@ class Service(HostBasics):
         self.config_path = config_path
         self.secrets = secrets or SecretSource()
         self.engine = engine or make_engine(config.settings.database_url)
-        self.writer = GroupWriter(self.engine)  # every source's messages, one commit a batch
+        # every source's messages, one commit and one evaluation a batch
+        self.writer = GroupWriter(self.engine, before_commit=self._evaluate_written)
         self.instance_id = new_instance_id()
         daemon_cfg = config.settings.raw.get("daemon", {})
         self.heartbeat = Heartbeat(
@@ -614,13 +616,29 @@ class Service(HostBasics):
 
         def store(session: Session) -> PayloadResult:
             return store_parsed(
-                session, parsed, source, self.clock.now(), protocols, routing, whole=whole
+                session,
+                parsed,
+                source,
+                self.clock.now(),
+                protocols,
+                routing,
+                whole=whole,
+                evaluate=False,
             )
 
         out = self.writer.submit(store)
         if out.alerts:
             self.wake_dispatcher()
         return out
+
+    def _evaluate_written(self, session: Session, results: list[Any]) -> None:
+        """The group writer's batch: every patient its messages stored for, judged
+        once, before the commit that lets the sources ACK. Each new alert lands on a
+        result of the batch, so its submitter wakes the dispatcher after the commit."""
+        stored = [r for out in results if isinstance(out, PayloadResult) for r in out.results]
+        evaluate_results(
+            session, stored, self.clock.now(), self.config.protocols, self.config.routing
+        )
 
     def fhir_push_token(self) -> str | None:
         return self.secrets.find("fhir_push_token")

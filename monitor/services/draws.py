@@ -34,25 +34,34 @@ def draws(msg: LabMessage, now: datetime) -> dict[datetime, list[Observation]]:
     return out
 
 
+def same_draw(session: Session, patient_id: str, at: datetime) -> list[EventRow]:
+    """The patient's current lab events of the draw at `at`: read once per draw, for
+    `already_stored` and `supersede` both."""
+    return list(
+        session.exec(
+            select(EventRow).where(
+                EventRow.patient_id == patient_id,
+                EventRow.kind == "lab",
+                EventRow.at == at,
+                col(EventRow.superseded_by).is_(None),
+            )
+        )
+    )
+
+
 def supersede(
     session: Session,
-    patient_id: str,
-    at: datetime,
+    existing: list[EventRow],
     analytes: set[str],
     new_id: int,
     only_preliminary: bool = False,
 ) -> int:
-    """A corrected result replaces the stored value it corrects (same draw, same test)."""
+    """A corrected result replaces the stored value it corrects (same draw, same test):
+    `existing` is `same_draw` as read before the new event was stored."""
     replaced = 0
-    for old in session.exec(
-        select(EventRow).where(
-            EventRow.patient_id == patient_id,
-            EventRow.kind == "lab",
-            EventRow.at == at,
-            col(EventRow.superseded_by).is_(None),
-            col(EventRow.id) != new_id,
-        )
-    ):
+    for old in existing:
+        if old.id == new_id or old.superseded_by is not None:
+            continue
         if only_preliminary and not old.payload.get("preliminary", False):
             continue
         if analytes & set(old.payload.get("results", {})):
@@ -78,28 +87,20 @@ def digest_of(msg: LabMessage) -> str:
 
 
 def already_stored(
-    session: Session,
-    patient_id: str,
-    at: datetime,
+    existing: list[EventRow],
     results: Mapping[str, float],
     group: list[Observation],
     own_chain: int | None,
 ) -> bool:
     """The same results of the same draw, already stored (e.g. by another route or under
     another file name): storing them again would judge them, and alert, twice. Events of
-    the message's own earlier version do not count: the new version replaces them."""
+    the message's own earlier version do not count: the new version replaces them.
+    `existing` is `same_draw` of the draw."""
     if not results:
         return False
     status_final = all(o.status != "corrected" for o in group)
     preliminary = all(o.status == "preliminary" for o in group)
-    for row in session.exec(
-        select(EventRow).where(
-            EventRow.patient_id == patient_id,
-            EventRow.kind == "lab",
-            EventRow.at == at,
-            col(EventRow.superseded_by).is_(None),
-        )
-    ):
+    for row in existing:
         if own_chain is not None and row.inbound_id == own_chain:
             continue
         if (

@@ -93,17 +93,20 @@ def _transaction_ended(session: OrmSession, transaction: SessionTransaction) -> 
 def lock_patient(session: Session, patient_id: str) -> PatientRow:
     """Load the patient row, locked where the database can (serialises evaluations);
     once per transaction (intake locks, then evaluation needs the same lock)."""
-    locked: set[str] = session.info.setdefault(_LOCKED, set())
+    # id -> the row, held here so the session's weak identity map keeps it (None:
+    # locked by the batch evaluator, which reads with Core)
+    locked: dict[str, PatientRow | None] = session.info.setdefault(_LOCKED, {})
     if patient_id in locked:
-        held = session.get(PatientRow, patient_id)
+        held = locked[patient_id] or session.get(PatientRow, patient_id)
         if held is not None:
+            locked[patient_id] = held
             return held
     row = session.exec(
         select(PatientRow).where(PatientRow.id == patient_id).with_for_update()
     ).first()
     if row is None:
         raise UnknownPatient(patient_id)
-    locked.add(patient_id)
+    locked[patient_id] = row
     return row
 
 
@@ -187,7 +190,9 @@ def evaluate_patients(
     ids = list(dict.fromkeys(patient_ids))
     session.flush()  # Core reads below do not autoflush what the caller added
     found = histories.load(session, ids, protocols, now)
-    session.info.setdefault(_LOCKED, set()).update(found)
+    locked: dict[str, PatientRow | None] = session.info.setdefault(_LOCKED, {})
+    for pid in found:
+        locked.setdefault(pid, None)
     known = histories.known_alerts(session, found)
     failed: dict[str, Exception] = {pid: UnknownPatient(pid) for pid in ids if pid not in found}
     judged: list[Judged] = []

@@ -80,6 +80,8 @@ def hold_values(
 ) -> list[int]:
     """One waiting item per held value of `msg` (an item still waiting from an earlier
     version is kept and pointed at the new draws); returns their ids."""
+    if not msg.held:
+        return []
     waiting = {str(r.detail.get("key")): r for r in _chain(session, source, sender, message_id)}
     raw = storable(raw)
     ids: list[int] = []

@@ -31,9 +31,10 @@ from monitor.services.draws import (
     draws,
     lab_payload,
     replace_earlier,
+    same_draw,
     supersede,
 )
-from monitor.services.evaluate import evaluate_patient
+from monitor.services.evaluate import evaluate_patient, lock_patient
 from monitor.services.held import held_here, hold_values, resolve_taken
 from monitor.services.inbound import bounded_id, clean, storable
 from monitor.services.intake import IntakeError, record_event
@@ -65,6 +66,8 @@ class IngestResult:
     notes: list[str] = field(default_factory=list)
     unreadable: bool = False
     held: list[int] = field(default_factory=list)  # quarantine items of held values
+    # Stored, and its patient to be judged by the caller's batch (services/deferred.py).
+    to_evaluate: bool = False
 
 
 class Unmatched(ValueError):
@@ -163,6 +166,8 @@ class _Call:
     retry_row: QuarantineRow | None
     notes: list[str]
     assume_tz: str
+    evaluate: bool = True
+    fresh: bool = False  # first sight of this (source, sender, message id)
 
     def hold(self, reason: str) -> IngestResult:
         """Quarantine the whole message (one waiting item per message, however often it
@@ -247,7 +252,8 @@ def _store_draws(
         held = held_here(msg, at)
         results = {o.analyte: o.value for o in group}
         own = seen.id if call.update else None
-        if not held and already_stored(session, patient_id, at, results, group, own):
+        existing = same_draw(session, patient_id, at) if results else []
+        if not held and already_stored(existing, results, group, own):
             result.notes.append(f"draw of {at.isoformat()} already stored from another message")
             continue
         payload = lab_payload(group, held)
@@ -273,10 +279,10 @@ def _store_draws(
         result.events.append(event.id)
         by_time[at] = event.id
         if payload["corrected"]:
-            replaced = supersede(session, patient_id, at, set(results), event.id)
+            replaced = supersede(session, existing, set(results), event.id)
             result.notes.append(f"corrected result replaces {replaced} earlier value(s)")
         elif results and not payload["preliminary"]:
-            supersede(session, patient_id, at, set(results), event.id, only_preliminary=True)
+            supersede(session, existing, set(results), event.id, only_preliminary=True)
     savepoint.commit()
     result.held = hold_values(
         session,
@@ -318,8 +324,10 @@ def ingest_message(
     routing: Routing | None,
     retry_of: int | None = None,
     assume_tz: str = "UTC",
+    evaluate: bool = True,
 ) -> IngestResult:
-    """Store one message's results (and evaluate), or quarantine it, never half of it."""
+    """Store one message's results (and evaluate), or quarantine it, never half of it.
+    `evaluate=False` leaves the evaluation to the caller's batch (`to_evaluate`)."""
     key = _Key(source, bounded_id(msg.sender), bounded_id(msg.message_id))
     digest = digest_of(msg)
     seen = session.exec(
@@ -332,6 +340,9 @@ def ingest_message(
     versions: list[str] = []
     if seen is not None and seen.outcome == "stored":
         versions = list(seen.detail.get("versions") or [seen.detail.get("digest")])
+    # A message never seen before has no earlier version and so nothing of its chain
+    # waiting in quarantine (inbound rows are never deleted): no need to look.
+    fresh = seen is None
     if seen is None:
         seen = InboundMessageRow(
             source=key.source,
@@ -354,6 +365,8 @@ def ingest_message(
         session.get(QuarantineRow, retry_of) if retry_of is not None else None,
         [storable(str(p)) for p in msg.problems if p.effect not in ("quarantine", "held")],
         assume_tz,
+        evaluate,
+        fresh,
     )
     if digest in versions:
         return _repeat(call, digest)
@@ -371,8 +384,7 @@ def ingest_message(
             f"this new version of message {key.message_id} names another patient than the "
             f"version stored for patient {earlier_patient}: a person must decide which is right"
         )
-    patient = session.get(PatientRow, patient_id)
-    assert patient is not None
+    patient = lock_patient(session, patient_id)  # once: record_event reuses the lock
     _team_from_source(session, patient, msg, routing)
     early = [o for o in msg.observations if o.observed_at < patient.start]
     if early:
@@ -406,7 +418,8 @@ def _finish(
             "versions": [digest],
         }
         session.add(seen)
-        _resolve_waiting(session, key, now, "already taken in")
+        if not call.fresh:
+            _resolve_waiting(session, key, now, "already taken in")
         result.outcome = "duplicate"
         result.notes.append("every draw was already stored (the same results by another route)")
         return result
@@ -418,17 +431,22 @@ def _finish(
     )
     if call.update:
         why = "taken in by a new version of the message" if call.retry_row is None else why
-    resolve_taken(
-        session,
-        call.msg,
-        source=key.source,
-        sender=key.sender,
-        message_id=key.message_id,
-        now=now,
-        why=why,
-    )
-    # One evaluation for the whole message: one notification for what it shows.
-    result.alerts = evaluate_patient(session, result.patient_id, now, protocols, routing)
+    if not call.fresh:
+        resolve_taken(
+            session,
+            call.msg,
+            source=key.source,
+            sender=key.sender,
+            message_id=key.message_id,
+            now=now,
+            why=why,
+        )
+    # One evaluation for the whole message (or the caller's batch of messages): one
+    # notification for what it shows.
+    if call.evaluate:
+        result.alerts = evaluate_patient(session, result.patient_id, now, protocols, routing)
+    else:
+        result.to_evaluate = True
     seen.outcome = "stored"
     seen.detail = {
         "patient_id": result.patient_id,
@@ -444,7 +462,8 @@ def _finish(
             session.add(row)
         else:  # a held value that this retry still could not take in
             result.outcome, result.quarantine_id, result.reason = "quarantined", row.id, row.reason
-    _resolve_waiting(session, key, now, why)
+    if not call.fresh:
+        _resolve_waiting(session, key, now, why)
     log.info(
         "ingest.stored",
         source=key.source,

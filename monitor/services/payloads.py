@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from monitor.core.protocol import Protocol
 from monitor.routing import Routing
+from monitor.services.deferred import evaluate_results
 from monitor.services.inbound import storable
 from monitor.services.ingest import IngestResult, ingest_message, quarantine
 from monitor.sources.limits import ParseLimits
@@ -136,8 +137,11 @@ def store_parsed(
     routing: Routing | None,
     whole: bool = False,
     commit_every: int = 0,
+    evaluate: bool = True,
 ) -> PayloadResult:
-    """Store (or quarantine) what `parse_payload` read."""
+    """Store (or quarantine) what `parse_payload` read. The patients stored for are
+    judged once per batch (before each `commit_every` commit, and at the end);
+    `evaluate=False` leaves that to the caller's batch (the group writer's)."""
     fmt, text, assume_tz, source_name = (
         parsed.fmt,
         parsed.text,
@@ -172,6 +176,7 @@ def store_parsed(
                 protocols,
                 routing,
                 assume_tz=assume_tz,
+                evaluate=False,
             )
             out.results.append(result)
             if result.outcome == "quarantined":
@@ -189,7 +194,10 @@ def store_parsed(
                 )
                 return PayloadResult(quarantine_id=q.id, reason=reason)
         nested.commit()
+        if evaluate:
+            evaluate_results(session, out.results, now, protocols, routing)
         return out
+    batch_start = 0
     for number, msg in enumerate(messages, 1):
         out.results.append(
             ingest_message(
@@ -201,8 +209,14 @@ def store_parsed(
                 protocols,
                 routing,
                 assume_tz=assume_tz,
+                evaluate=False,
             )
         )
         if commit_every and number % commit_every == 0:
+            if evaluate:
+                evaluate_results(session, out.results[batch_start:], now, protocols, routing)
+            batch_start = number
             session.commit()  # a long back-load never holds the write lock for long
+    if evaluate:
+        evaluate_results(session, out.results[batch_start:], now, protocols, routing)
     return out

@@ -6,7 +6,9 @@ Here the sources parse on their own threads and hand the writer a unit of work; 
 writer takes everything that is waiting (up to `max_batch`), runs each unit in its
 own savepoint (one failure rolls back only its own unit), commits once, and only
 then answers every caller. So a source still acknowledges only what is durable, and
-a busy moment costs one commit per batch instead of one per message.
+a busy moment costs one commit per batch instead of one per message. A
+`before_commit` hook runs once per batch inside its transaction (the daemon judges
+the batch's patients there, so alerts are still written before any ACK).
 
 No timer: while the writer commits one batch the next one gathers, so a lone
 message is written at once and a burst is written in batches.
@@ -47,9 +49,17 @@ _STOP: Any = object()
 class GroupWriter:
     """Stores units of work in batches, one savepoint each, one commit per batch."""
 
-    def __init__(self, engine: Engine, max_batch: int = 200) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        max_batch: int = 200,
+        before_commit: Callable[[Session, list[Any]], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.max_batch = max_batch
+        # Runs after the batch's units, in its transaction, with the results of those
+        # that succeeded (the daemon judges their patients here, once per batch).
+        self.before_commit = before_commit
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -119,6 +129,8 @@ class GroupWriter:
                 except Exception as exc:  # this unit only; the others go on
                     savepoint.rollback()
                     unit.error = exc
+            if self.before_commit is not None:
+                self.before_commit(session, [u.result for u in batch if u.error is None])
             session.commit()
             self.batches += 1
             self.units += len(batch)
