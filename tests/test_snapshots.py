@@ -17,7 +17,7 @@ import monitor.services.evaluate as evaluate_mod
 from monitor.engine import Run, run
 from monitor.schemas import PatientIn
 from monitor.services import snapshots
-from monitor.services.draws import supersede
+from monitor.services.draws import same_draw, supersede
 from monitor.services.evaluate import evaluate_patient
 from monitor.services.intake import enroll, record_event
 from monitor.services.records import patient_of
@@ -97,6 +97,7 @@ def test_a_corrected_result_replays(engine: Engine, continued: list[bool]) -> No
     lab(engine, 7, 7, alt=300, ast=40)
     lab(engine, 9, 9, alt=25, ast=21)
     with session_scope(engine) as s:
+        existing = same_draw(s, "P-1", T0 + timedelta(days=7))
         new, _ = record_event(
             s,
             "P-1",
@@ -108,7 +109,7 @@ def test_a_corrected_result_replays(engine: Engine, continued: list[bool]) -> No
             evaluate=False,
         )
         assert new.id is not None
-        assert supersede(s, "P-1", T0 + timedelta(days=7), {"alt", "ast"}, new.id) == 1
+        assert supersede(s, existing, {"alt", "ast"}, new.id) == 1
         evaluate_patient(s, "P-1", T0 + timedelta(days=10), PROTOCOLS)
     assert continued[-1] is False
     with session_scope(engine) as s:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import event
+from sqlalchemy import bindparam, event
 from sqlalchemy.orm import Session as OrmSession
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
@@ -48,6 +48,11 @@ def new_code(session: Session) -> str:
             return code
 
 
+_CODES_TAKEN = select(AlertRow.code).where(
+    col(AlertRow.code).in_(bindparam("codes", expanding=True))
+)
+
+
 def new_codes(session: Session, n: int) -> list[str]:
     """`n` distinct alert codes, checked against the store in one query per round (a
     clash among a billion codes is rare; the unique index is the last word)."""
@@ -56,7 +61,7 @@ def new_codes(session: Session, n: int) -> list[str]:
         fresh = {
             "".join(secrets.choice(CODE_ALPHABET) for _ in range(6)) for _ in range(n - len(codes))
         } - set(codes)
-        taken = set(session.exec(select(AlertRow.code).where(col(AlertRow.code).in_(fresh))))
+        taken = set(session.exec(_CODES_TAKEN, params={"codes": list(fresh)}))
         codes += sorted(fresh - taken)
     return codes
 
@@ -90,6 +95,9 @@ def _transaction_ended(session: OrmSession, transaction: SessionTransaction) -> 
         session.info.pop(_LOCKED, None)
 
 
+_LOCK = select(PatientRow).where(PatientRow.id == bindparam("patient_id")).with_for_update()
+
+
 def lock_patient(session: Session, patient_id: str) -> PatientRow:
     """Load the patient row, locked where the database can (serialises evaluations);
     once per transaction (intake locks, then evaluation needs the same lock)."""
@@ -101,9 +109,7 @@ def lock_patient(session: Session, patient_id: str) -> PatientRow:
         if held is not None:
             locked[patient_id] = held
             return held
-    row = session.exec(
-        select(PatientRow).where(PatientRow.id == patient_id).with_for_update()
-    ).first()
+    row = session.exec(_LOCK, params={"patient_id": patient_id}).first()
     if row is None:
         raise UnknownPatient(patient_id)
     locked[patient_id] = row

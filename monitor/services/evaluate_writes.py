@@ -89,9 +89,7 @@ def write(
         # Read back by their unique codes: the ids for the deliveries, and the rows
         # the caller returns (SQLite's RETURNING over many rows would be one
         # statement per row).
-        codes = [d.code for d in drafts]
-        stmt = select(AlertRow).where(col(AlertRow.code).in_(codes)).order_by(col(AlertRow.id))
-        stored = list(session.exec(stmt))
+        stored = list(session.exec(_BY_CODES, params={"codes": [d.code for d in drafts]}))
         ids = {a.code: a.id for a in stored}
         for d in drafts:
             d.id = ids[d.code]
@@ -142,22 +140,35 @@ def _store_snapshots(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     pg = session.get_bind().dialect.name == "postgresql"
-    ins = pg_insert(SNAPSHOTS) if pg else sqlite_insert(SNAPSHOTS)
+    session.execute(_UPSERT_PG if pg else _UPSERT_SQLITE, rows)
+
+
+def _upsert(ins: Any) -> Any:
     keep = {c.name: ins.excluded[c.name] for c in SNAPSHOTS.c if c.name != "patient_id"}
-    session.execute(ins.on_conflict_do_update(index_elements=["patient_id"], set_=keep), rows)
+    return ins.on_conflict_do_update(index_elements=["patient_id"], set_=keep)
+
+
+# Built once: building a statement costs more than running it.
+_BY_CODES = (
+    select(AlertRow)
+    .where(col(AlertRow.code).in_(bindparam("codes", expanding=True)))
+    .order_by(col(AlertRow.id))
+)
+_UPSERT_PG = _upsert(pg_insert(SNAPSHOTS))
+_UPSERT_SQLITE = _upsert(sqlite_insert(SNAPSHOTS))
+_CHECKS = (
+    update(PATIENTS)
+    .where(PATIENTS.c.id == bindparam("b_id"))
+    .values(next_check_at=bindparam("b_next"), evaluated_at=bindparam("b_now"))
+)
 
 
 def _store_checks(session: Session, changes: Sequence[Change], now: datetime) -> None:
     """next_check_at and evaluated_at, in the store and on any loaded PatientRow."""
     if not changes:
         return
-    stmt = (
-        update(PATIENTS)
-        .where(PATIENTS.c.id == bindparam("b_id"))
-        .values(next_check_at=bindparam("b_next"), evaluated_at=bindparam("b_now"))
-    )
     session.execute(
-        stmt, [{"b_id": c.patient_id, "b_next": c.next_check_at, "b_now": now} for c in changes]
+        _CHECKS, [{"b_id": c.patient_id, "b_next": c.next_check_at, "b_now": now} for c in changes]
     )
     for c in changes:
         loaded = session.identity_map.get(session.identity_key(PatientRow, c.patient_id))

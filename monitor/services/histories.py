@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.engine import Row
+from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import Session
 
 from monitor.core.protocol import Protocol
@@ -56,14 +57,12 @@ def load(
     session: Session, ids: Sequence[str], protocols: Mapping[str, Protocol], until: datetime
 ) -> dict[str, History]:
     """The histories of `ids` (missing ones are not enrolled), rows locked."""
-    stmt = select(PATIENTS).where(PATIENTS.c.id.in_(ids)).order_by(PATIENTS.c.id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=PATIENTS)
+    pg = session.get_bind().dialect.name == "postgresql"
     out: dict[str, History] = {
         row.id: History(row, protocols[row.protocol_id], None, None)
-        for row in session.execute(stmt)
+        for row in session.execute(_PATIENTS_LOCKED if pg else _PATIENTS, {"ids": list(ids)})
     }
-    for stored in session.execute(select(SNAPSHOTS).where(SNAPSHOTS.c.patient_id.in_(list(out)))):
+    for stored in session.execute(_SNAPSHOTS, {"ids": list(out)}):
         h = out[stored.patient_id]
         h.stored = stored
         snap = snapshots.decode(stored, patient_of(h.row), h.protocol)
@@ -73,22 +72,54 @@ def load(
     going_on = [pid for pid, h in out.items() if h.snap is not None]
     replays = [pid for pid, h in out.items() if h.snap is None]
     if going_on:
-        join = EVENTS.join(SNAPSHOTS, SNAPSHOTS.c.patient_id == EVENTS.c.patient_id)
-        _read_events(
-            session,
-            out,
-            select(*_EVENT_COLUMNS)
-            .select_from(join)
-            .where(EVENTS.c.patient_id.in_(going_on), EVENTS.c.at > SNAPSHOTS.c.covers_at),
-        )
+        _read_events(session, out, _NEWER_EVENTS, going_on)
     if replays:
-        _read_events(
-            session, out, select(*_EVENT_COLUMNS).where(EVENTS.c.patient_id.in_(replays))
-        )
+        _read_events(session, out, _ALL_EVENTS, replays)
     return out
 
 
+# Built once, with expanding IN parameters: building a statement costs more than
+# running it.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_PATIENTS = select(PATIENTS).where(PATIENTS.c.id.in_(_IDS)).order_by(PATIENTS.c.id)
+_PATIENTS_LOCKED = _PATIENTS.with_for_update(of=PATIENTS)
+_SNAPSHOTS = select(SNAPSHOTS).where(SNAPSHOTS.c.patient_id.in_(_IDS))
+_BY_SNAPSHOT = EVENTS.join(SNAPSHOTS, SNAPSHOTS.c.patient_id == EVENTS.c.patient_id)
 _EVENT_COLUMNS = (EVENTS.c.id, EVENTS.c.patient_id, EVENTS.c.kind, EVENTS.c.at, EVENTS.c.payload)
+_ORDER = (EVENTS.c.patient_id, EVENTS.c.at, EVENTS.c.id)
+_CURRENT = EVENTS.c.superseded_by.is_(None)
+_NEWER_EVENTS = (
+    select(*_EVENT_COLUMNS)
+    .select_from(_BY_SNAPSHOT)
+    .where(EVENTS.c.patient_id.in_(_IDS), _CURRENT, EVENTS.c.at > SNAPSHOTS.c.covers_at)
+    .order_by(*_ORDER)
+)
+_ALL_EVENTS = (
+    select(*_EVENT_COLUMNS).where(EVENTS.c.patient_id.in_(_IDS), _CURRENT).order_by(*_ORDER)
+)
+_COVERED = (
+    select(
+        EVENTS.c.patient_id,
+        func.count(),
+        func.coalesce(func.sum(EVENTS.c.id), 0),
+        func.coalesce(func.max(EVENTS.c.id), 0),
+    )
+    .select_from(_BY_SNAPSHOT)
+    .where(EVENTS.c.patient_id.in_(_IDS), _CURRENT, EVENTS.c.at <= SNAPSHOTS.c.covers_at)
+    .group_by(EVENTS.c.patient_id)
+)
+_KNOWN = select(ALERTS.c.patient_id, ALERTS.c.rule, ALERTS.c.key).where(
+    ALERTS.c.patient_id.in_(_IDS)
+)
+_SILENCES = (
+    select(SILENCES.c.patient_id, SILENCES.c.id)
+    .where(
+        SILENCES.c.patient_id.in_(_IDS),
+        SILENCES.c.cancelled_at.is_(None),
+        SILENCES.c.expires_at > bindparam("now"),
+    )
+    .order_by(SILENCES.c.expires_at)
+)
 
 
 def _check_fingerprints(session: Session, out: dict[str, History]) -> None:
@@ -97,23 +128,8 @@ def _check_fingerprints(session: Session, out: dict[str, History]) -> None:
     going_on = [pid for pid, h in out.items() if h.snap is not None]
     if not going_on:
         return
-    join = EVENTS.join(SNAPSHOTS, SNAPSHOTS.c.patient_id == EVENTS.c.patient_id)
-    stmt = (
-        select(
-            EVENTS.c.patient_id,
-            func.count(),
-            func.coalesce(func.sum(EVENTS.c.id), 0),
-            func.coalesce(func.max(EVENTS.c.id), 0),
-        )
-        .select_from(join)
-        .where(
-            EVENTS.c.patient_id.in_(going_on),
-            EVENTS.c.superseded_by.is_(None),
-            EVENTS.c.at <= SNAPSHOTS.c.covers_at,
-        )
-        .group_by(EVENTS.c.patient_id)
-    )
-    found = {pid: f"{n}:{total}:{top}" for pid, n, total, top in session.execute(stmt)}
+    rows = session.execute(_COVERED, {"ids": going_on})
+    found = {pid: f"{n}:{total}:{top}" for pid, n, total, top in rows}
     for pid in going_on:
         h = out[pid]
         assert h.stored is not None
@@ -121,34 +137,20 @@ def _check_fingerprints(session: Session, out: dict[str, History]) -> None:
             h.snap = None
 
 
-def _read_events(session: Session, out: dict[str, History], stmt: Any) -> None:
-    stmt = stmt.where(EVENTS.c.superseded_by.is_(None)).order_by(
-        EVENTS.c.patient_id, EVENTS.c.at, EVENTS.c.id
-    )
-    for r in session.execute(stmt):
+def _read_events(session: Session, out: dict[str, History], stmt: Any, ids: list[str]) -> None:
+    for r in session.execute(stmt, {"ids": ids}):
         out[r.patient_id].events.append(StoredEvent(r.id, r.patient_id, r.kind, r.at, r.payload))
 
 
 def known_alerts(session: Session, ids: Iterable[str]) -> dict[str, set[tuple[str, str]]]:
     """(rule, key) of every alert stored per patient: what is not raised again."""
     out: dict[str, set[tuple[str, str]]] = {}
-    stmt = select(ALERTS.c.patient_id, ALERTS.c.rule, ALERTS.c.key).where(
-        ALERTS.c.patient_id.in_(list(ids))
-    )
-    for pid, rule, key in session.execute(stmt):
+    for pid, rule, key in session.execute(_KNOWN, {"ids": list(ids)}):
         out.setdefault(pid, set()).add((rule, key))
     return out
 
 
 def silences(session: Session, ids: Iterable[str], now: datetime) -> dict[str, int]:
     """The silence in force per patient (the one that lasts longest)."""
-    stmt = (
-        select(SILENCES.c.patient_id, SILENCES.c.id)
-        .where(
-            SILENCES.c.patient_id.in_(list(ids)),
-            SILENCES.c.cancelled_at.is_(None),
-            SILENCES.c.expires_at > now,
-        )
-        .order_by(SILENCES.c.expires_at)
-    )
-    return {pid: sid for pid, sid in session.execute(stmt)}  # the last (longest) wins
+    rows = session.execute(_SILENCES, {"ids": list(ids), "now": now})
+    return {pid: sid for pid, sid in rows}  # the last (longest) wins

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import structlog
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from monitor.core.protocol import Protocol
@@ -74,6 +75,18 @@ class Unmatched(ValueError):
     """The results cannot be tied to exactly one enrolled patient."""
 
 
+# Built once: building a statement costs more than running it (issue 10).
+_BY_IDENTIFIER = select(PatientIdentifierRow).where(
+    col(PatientIdentifierRow.system).in_(bindparam("systems", expanding=True)),
+    PatientIdentifierRow.value == bindparam("value"),
+)
+_INBOUND = select(InboundMessageRow).where(
+    InboundMessageRow.source == bindparam("source"),
+    InboundMessageRow.sender == bindparam("sender"),
+    InboundMessageRow.message_id == bindparam("message_id"),
+)
+
+
 def match_patient(session: Session, msg: LabMessage) -> str:
     """The one enrolled patient the message's identifiers name; refuses none or several.
 
@@ -85,10 +98,7 @@ def match_patient(session: Session, msg: LabMessage) -> str:
     found: set[str] = set()
     for system, value in wanted:
         rows = session.exec(
-            select(PatientIdentifierRow).where(
-                col(PatientIdentifierRow.system).in_(system_aliases(system)),
-                PatientIdentifierRow.value == value,
-            )
+            _BY_IDENTIFIER, params={"systems": system_aliases(system), "value": value}
         )
         found.update(row.patient_id for row in rows)
     if len(found) == 1:
@@ -330,13 +340,8 @@ def ingest_message(
     `evaluate=False` leaves the evaluation to the caller's batch (`to_evaluate`)."""
     key = _Key(source, bounded_id(msg.sender), bounded_id(msg.message_id))
     digest = digest_of(msg)
-    seen = session.exec(
-        select(InboundMessageRow).where(
-            InboundMessageRow.source == key.source,
-            InboundMessageRow.sender == key.sender,
-            InboundMessageRow.message_id == key.message_id,
-        )
-    ).first()
+    params = {"source": key.source, "sender": key.sender, "message_id": key.message_id}
+    seen = session.exec(_INBOUND, params=params).first()
     versions: list[str] = []
     if seen is not None and seen.outcome == "stored":
         versions = list(seen.detail.get("versions") or [seen.detail.get("digest")])
