@@ -14,6 +14,7 @@ from monitor.sources.model import ParseError
 
 _MLLP_CHARS = str.maketrans("", "", "\x0b\x1c")
 _BATCH_SEGMENTS = ("FHS", "FTS", "BHS", "BTS")
+_HEADER_SEGMENTS = ("MSH", "BHS", "FHS")
 
 
 def segment_lines(text: str) -> list[str]:
@@ -61,8 +62,9 @@ def check_header(text: str) -> tuple[str, str]:
     if not text.startswith("MSH") or len(text) < 8:
         raise ParseError("not an HL7 v2 message: it does not start with an MSH segment")
     sep = text[3]
-    end = text.find(sep, 4)
-    enc = text[4:end] if end != -1 else text[4:].split("\r", 1)[0]
+    header = text.split("\r", 1)[0]
+    end = header.find(sep, 4)
+    enc = header[4:end] if end != -1 else header[4:]
     chars = sep + enc
     if (
         len(enc) not in (4, 5)
@@ -81,10 +83,10 @@ def check_header(text: str) -> tuple[str, str]:
 class Segment:
     """One segment's fields as raw text, split and unescaped with the message's separators."""
 
-    def __init__(self, segment: hl7.Segment, message: hl7.Message) -> None:
+    def __init__(self, fields: list[str], message: hl7.Message) -> None:
         self._message = message
-        self.fields: list[str] = [str(f) for f in segment]
-        self.id = self.fields[0] if self.fields else ""
+        self.fields = fields
+        self.id = fields[0] if fields else ""
         seps = message.separators
         self._rep, self._comp, self._sub = seps[2], seps[3], seps[4]
 
@@ -123,14 +125,25 @@ class Segment:
 
 
 def read_segments(text: str) -> list[Segment]:
-    check_header(text)
-    try:
-        message = hl7.parse(text)
-        segments = [Segment(seg, message) for seg in message]
-    except ParseError:
-        raise
-    except Exception as exc:  # python-hl7 raises assorted errors on malformed input
-        raise ParseError(f"the HL7 message could not be read ({type(exc).__name__})") from exc
+    """The message's segments, split on its own separators.
+
+    Fields are split here, as `hl7.parse` would split them (the text stripped, MSH-1
+    the field separator itself, MSH-2 the encoding characters): everything downstream
+    reads a field as text and splits it further on demand, so the library's whole tree
+    of containers, built and then turned back into text, cost more than the rest of
+    intake. The library still supplies the separators' message object and unescaping."""
+    sep, enc = check_header(text)
+    comp, rep, esc, sub = enc[0], enc[1], enc[2], enc[3]  # check_header: 4 or 5 of them
+    message = hl7.Message(separator="\r", esc=esc, separators="\r" + sep + rep + comp + sub)
+    segments = []
+    for line in text.strip().split("\r"):
+        if line[:3] in _HEADER_SEGMENTS and line[3:4] == sep:
+            end = line.find(sep, 4)
+            rest = line[end + 1 :].split(sep) if end != -1 else []
+            fields = [line[:3], sep, line[4:end] if end != -1 else line[4:], *rest]
+        else:
+            fields = line.split(sep)
+        segments.append(Segment(fields, message))
     if not segments or segments[0].id != "MSH":
         raise ParseError("not an HL7 v2 message: it does not start with an MSH segment")
     return segments
