@@ -65,14 +65,16 @@ def obstacles(state: PatientState, since: datetime, protocol: Protocol) -> list[
     start = max(since, state.cycle_start)
     latest: dict[str, tuple[float, LabEvent]] = {}
     held: dict[str, tuple[str, LabEvent]] = {}
-    for lab in state.labs:
+    later: set[str] = set()  # analytes with a result in a later lab
+    for lab in reversed(state.labs):  # newest first (labs are in time order)
         if lab.at < start:
-            continue
-        for analyte, value in lab.results.items():
-            latest[analyte] = (value, lab)
-            held.pop(analyte, None)
+            break
         for label, reason in lab.held.items():
-            held[label] = (reason, lab)
+            if label not in held and label not in later:
+                held[label] = (reason, lab)
+        for analyte, value in lab.results.items():
+            latest.setdefault(analyte, (value, lab))
+        later.update(lab.results)
     found: list[Obstacle] = []
     for analyte, (value, lab) in sorted(latest.items()):
         text = above_line(state, analyte, value, lab, protocol)

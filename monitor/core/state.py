@@ -21,8 +21,11 @@ from monitor.core.domain import (
     SymptomEvent,
     Trigger,
 )
+from monitor.core.memo import IdentityMemo
 from monitor.core.protocol import Protocol
 from monitor.core.units import ANALYTES
+
+_PANELS: IdentityMemo[tuple[LabEvent, ...]] = IdentityMemo()
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class PatientState:
     previous_dose_mg: float | None
     last_change_at: datetime
     dose_changes: tuple[DoseChange, ...] = ()
-    labs: tuple[LabEvent, ...] = ()
+    labs: tuple[LabEvent, ...] = ()  # in time order (the engine applies events so)
     symptom_reports: tuple[SymptomEvent, ...] = ()
     findings: tuple[Finding, ...] = ()
     stopped_at: datetime | None = None
@@ -141,8 +144,14 @@ class PatientState:
         return None
 
     def panels(self) -> tuple[LabEvent, ...]:
-        """Liver panels (labs with ALT or AST) of the current (re)start cycle."""
-        return tuple(lab for lab in self.labs if lab.is_liver_panel and lab.at >= self.cycle_start)
+        """Liver panels (labs with ALT or AST) of the current (re)start cycle. Asked
+        several times a step, so computed once per (labs, cycle start): a long history
+        would otherwise be rescanned by every rule at every step."""
+        labs, start = self.labs, self.cycle_start
+        return _PANELS.get(
+            (labs, start),
+            lambda: tuple(lab for lab in labs if lab.is_liver_panel and lab.at >= start),
+        )
 
     def latest_panel(self) -> LabEvent | None:
         panels = self.panels()
@@ -206,12 +215,16 @@ def _merged(
     window = timedelta(hours=protocol.combine_within_hours)
     values: dict[str, float] = {}
     ulns: dict[str, float] = {}
-    for other in state.labs:
-        if other.id == lab.id or other.at < lab.at - window or other.at > lab.at:
+    earliest = lab.at - window
+    for other in reversed(state.labs):  # newest first, back to the window's start
+        if other.at < earliest:
+            break
+        if other.id == lab.id or other.at > lab.at:
             continue
         for analyte, value in other.results.items():
-            values[analyte] = value
-            ulns[analyte] = uln_for(analyte, state.patient, other, protocol)
+            if analyte not in values:  # the latest value of each analyte wins
+                values[analyte] = value
+                ulns[analyte] = uln_for(analyte, state.patient, other, protocol)
     for analyte, value in lab.results.items():
         values[analyte] = value
         ulns[analyte] = uln_for(analyte, state.patient, lab, protocol)
