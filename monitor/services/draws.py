@@ -9,11 +9,12 @@ its own chain's events and no one else's).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam
+import sqlalchemy as sa
+from sqlalchemy import Row, bindparam, update
 from sqlmodel import Session, col, select
 
 from monitor.services.held import held_times
@@ -35,41 +36,63 @@ def draws(msg: LabMessage, now: datetime) -> dict[datetime, list[Observation]]:
     return out
 
 
-def same_draw(session: Session, patient_id: str, at: datetime) -> list[EventRow]:
-    """The patient's current lab events of the draw at `at`: read once per draw, for
-    `already_stored` and `supersede` both."""
-    return list(session.exec(_SAME_DRAW, params={"patient_id": patient_id, "at": at}))
+def same_draws(
+    session: Session, patient_id: str, times: Sequence[datetime]
+) -> dict[datetime, list[Row[Any]]]:
+    """The patient's current lab events of each draw time, read once per message for
+    `already_stored` and `supersede` both (Core rows: id, payload, superseded_by,
+    inbound_id)."""
+    out: dict[datetime, list[Row[Any]]] = {}
+    if not times:
+        return out
+    params = {"patient_id": patient_id, "times": list(times)}
+    for row in session.execute(_SAME_DRAWS, params):
+        out.setdefault(row.at, []).append(row)
+    return out
+
+
+def same_draw(session: Session, patient_id: str, at: datetime) -> list[Row[Any]]:
+    """`same_draws` of one draw."""
+    return same_draws(session, patient_id, [at]).get(at, [])
 
 
 # Built once: building a statement costs more than running it (issue 10).
-_SAME_DRAW = select(EventRow).where(
-    EventRow.patient_id == bindparam("patient_id"),
-    EventRow.kind == "lab",
-    EventRow.at == bindparam("at"),
-    col(EventRow.superseded_by).is_(None),
+_EVENTS = EventRow.__table__  # type: ignore[attr-defined]
+_SAME_DRAWS = sa.select(
+    _EVENTS.c.id, _EVENTS.c.at, _EVENTS.c.payload, _EVENTS.c.superseded_by, _EVENTS.c.inbound_id
+).where(
+    _EVENTS.c.patient_id == bindparam("patient_id"),
+    _EVENTS.c.kind == "lab",
+    _EVENTS.c.at.in_(bindparam("times", expanding=True)),
+    _EVENTS.c.superseded_by.is_(None),
+)
+_SUPERSEDE = (
+    update(_EVENTS)
+    .where(_EVENTS.c.id.in_(bindparam("old_ids", expanding=True)))
+    .values(superseded_by=bindparam("new_id"))
 )
 
 
 def supersede(
     session: Session,
-    existing: list[EventRow],
+    existing: Sequence[Row[Any]],
     analytes: set[str],
     new_id: int,
     only_preliminary: bool = False,
 ) -> int:
     """A corrected result replaces the stored value it corrects (same draw, same test):
     `existing` is `same_draw` as read before the new event was stored."""
-    replaced = 0
+    old_ids = []
     for old in existing:
         if old.id == new_id or old.superseded_by is not None:
             continue
         if only_preliminary and not old.payload.get("preliminary", False):
             continue
         if analytes & set(old.payload.get("results", {})):
-            old.superseded_by = new_id
-            session.add(old)
-            replaced += 1
-    return replaced
+            old_ids.append(old.id)
+    if old_ids:
+        session.execute(_SUPERSEDE, {"old_ids": old_ids, "new_id": new_id})
+    return len(old_ids)
 
 
 def digest_of(msg: LabMessage) -> str:
@@ -88,7 +111,7 @@ def digest_of(msg: LabMessage) -> str:
 
 
 def already_stored(
-    existing: list[EventRow],
+    existing: Sequence[Row[Any]],
     results: Mapping[str, float],
     group: list[Observation],
     own_chain: int | None,

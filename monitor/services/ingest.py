@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+import sqlalchemy as sa
 import structlog
-from sqlalchemy import bindparam
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, insert, update
+from sqlmodel import Session, select
 
 from monitor.core.protocol import Protocol
 from monitor.identifiers import system_aliases
@@ -32,16 +33,17 @@ from monitor.services.draws import (
     draws,
     lab_payload,
     replace_earlier,
-    same_draw,
+    same_draws,
     supersede,
 )
 from monitor.services.evaluate import evaluate_patient, lock_patient
 from monitor.services.held import held_here, hold_values, resolve_taken
 from monitor.services.inbound import bounded_id, clean, storable
-from monitor.services.intake import IntakeError, record_event
+from monitor.services.intake import time_problem
 from monitor.sources.model import LabMessage
 from monitor.store.models import (
     AlertRow,
+    EventRow,
     InboundMessageRow,
     PatientIdentifierRow,
     PatientRow,
@@ -75,16 +77,40 @@ class Unmatched(ValueError):
     """The results cannot be tied to exactly one enrolled patient."""
 
 
-# Built once: building a statement costs more than running it (issue 10).
-_BY_IDENTIFIER = select(PatientIdentifierRow).where(
-    col(PatientIdentifierRow.system).in_(bindparam("systems", expanding=True)),
-    PatientIdentifierRow.value == bindparam("value"),
+# Built once: building a statement costs more than running it (issue 10). Core, not the
+# ORM, on the per-message path: the unit of work cost more than the rows it wrote.
+_IDENTIFIERS = PatientIdentifierRow.__table__  # type: ignore[attr-defined]
+_BY_IDENTIFIER = sa.select(_IDENTIFIERS.c.patient_id).where(
+    _IDENTIFIERS.c.system.in_(bindparam("systems", expanding=True)),
+    _IDENTIFIERS.c.value == bindparam("value"),
 )
-_INBOUND = select(InboundMessageRow).where(
-    InboundMessageRow.source == bindparam("source"),
-    InboundMessageRow.sender == bindparam("sender"),
-    InboundMessageRow.message_id == bindparam("message_id"),
+_INBOUND_T = InboundMessageRow.__table__  # type: ignore[attr-defined]
+_INBOUND = sa.select(_INBOUND_T.c.id, _INBOUND_T.c.outcome, _INBOUND_T.c.detail).where(
+    _INBOUND_T.c.source == bindparam("source"),
+    _INBOUND_T.c.sender == bindparam("sender"),
+    _INBOUND_T.c.message_id == bindparam("message_id"),
 )
+_NEW_INBOUND = insert(_INBOUND_T).returning(_INBOUND_T.c.id)
+_SAVE_INBOUND = (
+    update(_INBOUND_T)
+    .where(_INBOUND_T.c.id == bindparam("seen_id"))
+    .values(outcome=bindparam("new_outcome"), detail=bindparam("new_detail"))
+)
+_EVENTS = EventRow.__table__  # type: ignore[attr-defined]
+_NEW_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+
+
+@dataclass
+class _Seen:
+    """A message's inbound row (read and written with Core): its id, what became of it."""
+
+    id: int
+    outcome: str
+    detail: dict[str, Any]
+
+    def save(self, session: Session) -> None:
+        params = {"seen_id": self.id, "new_outcome": self.outcome, "new_detail": self.detail}
+        session.execute(_SAVE_INBOUND, params)
 
 
 def match_patient(session: Session, msg: LabMessage) -> str:
@@ -97,10 +123,8 @@ def match_patient(session: Session, msg: LabMessage) -> str:
         wanted.append((FHIR_REFERENCE_SYSTEM, storable(msg.patient.reference)))
     found: set[str] = set()
     for system, value in wanted:
-        rows = session.exec(
-            _BY_IDENTIFIER, params={"systems": system_aliases(system), "value": value}
-        )
-        found.update(row.patient_id for row in rows)
+        rows = session.execute(_BY_IDENTIFIER, {"systems": system_aliases(system), "value": value})
+        found.update(patient for (patient,) in rows)
     if len(found) == 1:
         return found.pop()
     named = ", ".join(f"{s or '(no authority)'} {v}" for s, v in wanted) or "no identifier"
@@ -171,7 +195,7 @@ class _Call:
     key: _Key
     raw: str
     now: datetime
-    seen: InboundMessageRow
+    seen: _Seen
     update: bool
     retry_row: QuarantineRow | None
     notes: list[str]
@@ -186,7 +210,7 @@ class _Call:
         if not self.update:
             self.seen.outcome = "quarantined"
             self.seen.detail = {"reason": reason}
-            session.add(self.seen)
+            self.seen.save(session)
         row = self.retry_row
         if row is None:
             row = session.exec(
@@ -246,54 +270,52 @@ def _repeat(call: _Call, digest: str) -> IngestResult:
 
 def _store_draws(
     call: _Call,
-    patient_id: str,
+    patient: PatientRow,
     digest: str,
-    protocols: Mapping[str, Protocol],
-    routing: Routing | None,
 ) -> IngestResult:
-    """Every draw of the message in one savepoint: all taken, or none and the message
-    held (a time in the future, say)."""
-    session, msg, seen = call.session, call.msg, call.seen
-    assert seen.id is not None
+    """Every draw of the message, all taken or none and the message held (a time in
+    the future, say: every draw's time is checked before any is stored)."""
+    session, msg, seen, now = call.session, call.msg, call.seen, call.now
+    patient_id = patient.id
     result = IngestResult("stored", call.key.message_id, patient_id=patient_id, notes=call.notes)
+    ordered = sorted(draws(msg, now).items())
+    for at, _ in ordered:
+        problem = time_problem(at, now, patient.start)
+        if problem is not None:
+            return call.hold(f"{problem}; nothing of this message was taken in")
+    stored = same_draws(session, patient_id, [at for at, group in ordered if group])
     by_time: dict[datetime, int] = {}
-    savepoint = session.begin_nested()
-    for i, (at, group) in enumerate(sorted(draws(msg, call.now).items())):
+    own = seen.id if call.update else None
+    for i, (at, group) in enumerate(ordered):
         held = held_here(msg, at)
         results = {o.analyte: o.value for o in group}
-        own = seen.id if call.update else None
-        existing = same_draw(session, patient_id, at) if results else []
+        existing = stored.get(at, [])
         if not held and already_stored(existing, results, group, own):
             result.notes.append(f"draw of {at.isoformat()} already stored from another message")
             continue
         payload = lab_payload(group, held)
-        try:
-            event, _ = record_event(
-                session,
-                patient_id,
-                "lab",
-                at,
-                payload,
-                call.now,
-                protocols,
-                source=call.key.source,
-                source_ref=f"m{seen.id}@{digest}#{i}",
-                routing=routing,
-                evaluate=False,
-                inbound_id=seen.id,
-            )
-        except IntakeError as exc:
-            savepoint.rollback()
-            return call.hold(f"{exc}; nothing of this message was taken in")
-        assert event.id is not None
-        result.events.append(event.id)
-        by_time[at] = event.id
+        event_id: int = session.execute(
+            _NEW_EVENT,
+            {
+                "patient_id": patient_id,
+                "kind": "lab",
+                "at": at,
+                "recorded_at": now,
+                "payload": payload,
+                "source": call.key.source,
+                "source_ref": f"m{seen.id}@{digest}#{i}",
+                "recorded_by": None,
+                "superseded_by": None,
+                "inbound_id": seen.id,
+            },
+        ).scalar_one()
+        result.events.append(event_id)
+        by_time[at] = event_id
         if payload["corrected"]:
-            replaced = supersede(session, existing, set(results), event.id)
+            replaced = supersede(session, existing, set(results), event_id)
             result.notes.append(f"corrected result replaces {replaced} earlier value(s)")
         elif results and not payload["preliminary"]:
-            supersede(session, existing, set(results), event.id, only_preliminary=True)
-    savepoint.commit()
+            supersede(session, existing, set(results), event_id, only_preliminary=True)
     result.held = hold_values(
         session,
         msg,
@@ -303,7 +325,7 @@ def _store_draws(
         patient_id=patient_id,
         events=by_time,
         raw=call.raw,
-        now=call.now,
+        now=now,
         assume_tz=call.assume_tz,
     )
     return result
@@ -341,7 +363,8 @@ def ingest_message(
     key = _Key(source, bounded_id(msg.sender), bounded_id(msg.message_id))
     digest = digest_of(msg)
     params = {"source": key.source, "sender": key.sender, "message_id": key.message_id}
-    seen = session.exec(_INBOUND, params=params).first()
+    found = session.execute(_INBOUND, params).first()
+    seen = _Seen(found.id, found.outcome, found.detail) if found is not None else None
     versions: list[str] = []
     if seen is not None and seen.outcome == "stored":
         versions = list(seen.detail.get("versions") or [seen.detail.get("digest")])
@@ -349,16 +372,14 @@ def ingest_message(
     # waiting in quarantine (inbound rows are never deleted): no need to look.
     fresh = seen is None
     if seen is None:
-        seen = InboundMessageRow(
-            source=key.source,
-            sender=key.sender,
-            message_id=key.message_id,
-            received_at=now,
-            raw=storable(raw),
-            outcome="received",
-        )
-        session.add(seen)
-        session.flush()
+        values = {
+            **params,
+            "received_at": now,
+            "raw": storable(raw),
+            "outcome": "received",
+            "detail": {},
+        }
+        seen = _Seen(session.execute(_NEW_INBOUND, values).scalar_one(), "received", {})
     call = _Call(
         session,
         msg,
@@ -397,7 +418,7 @@ def ingest_message(
             f"result drawn {early[0].observed_at.isoformat()} is before patient {patient_id}'s "
             f"(re)start on {patient.start.isoformat()}: not part of this course"
         )
-    result = _store_draws(call, patient_id, digest, protocols, routing)
+    result = _store_draws(call, patient, digest)
     if result.outcome != "stored":
         return result
     return _finish(call, result, digest, versions, protocols, routing)
@@ -413,7 +434,7 @@ def _finish(
 ) -> IngestResult:
     """Close the version chain, resolve what waited, evaluate once, record the outcome."""
     session, key, seen, now = call.session, call.key, call.seen, call.now
-    assert result.patient_id is not None and seen.id is not None
+    assert result.patient_id is not None
     if not result.events and not call.update:
         seen.outcome = "stored"
         seen.detail = {
@@ -422,7 +443,7 @@ def _finish(
             "digest": digest,
             "versions": [digest],
         }
-        session.add(seen)
+        seen.save(session)
         if not call.fresh:
             _resolve_waiting(session, key, now, "already taken in")
         result.outcome = "duplicate"
@@ -459,7 +480,7 @@ def _finish(
         "digest": digest,
         "versions": [*versions, digest],
     }
-    session.add(seen)
+    seen.save(session)
     row = call.retry_row
     if row is not None and row.state == "waiting":
         if row.kind == "message":
@@ -473,7 +494,7 @@ def _finish(
         "ingest.stored",
         source=key.source,
         patient_id=result.patient_id,
-        events=len(result.events),
+        events=result.events,
         held=len(result.held),
         alerts=len(result.alerts),
         update=call.update,

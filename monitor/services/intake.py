@@ -108,6 +108,18 @@ def enroll(
     return evaluate_patient(session, patient.id, now, protocols, routing)
 
 
+def time_problem(at: datetime, now: datetime, start: datetime) -> str | None:
+    """Why an event cannot be taken at `at` (None when it can)."""
+    if at > now + FUTURE_TOLERANCE:
+        return (
+            f"at: {at.isoformat()} is in the future (now {now.isoformat()}); a result "
+            "cannot be judged before it is drawn: check the sender's clock and time zone"
+        )
+    if at < start:
+        return f"at: {at.isoformat()} is before the patient's start ({start.isoformat()})"
+    return None
+
+
 def record_event(
     session: Session,
     patient_id: str,
@@ -128,15 +140,9 @@ def record_event(
     `evaluate=False` is for callers that store several events of one message and
     evaluate once at the end (one notification per message)."""
     row = lock_patient(session, patient_id)
-    if at > now + FUTURE_TOLERANCE:
-        raise IntakeError(
-            f"at: {at.isoformat()} is in the future (now {now.isoformat()}); a result "
-            "cannot be judged before it is drawn: check the sender's clock and time zone"
-        )
-    if at < row.start:
-        raise IntakeError(
-            f"at: {at.isoformat()} is before the patient's start ({row.start.isoformat()})"
-        )
+    problem = time_problem(at, now, row.start)
+    if problem is not None:
+        raise IntakeError(problem)
     event = EventRow(
         patient_id=patient_id,
         kind=kind,

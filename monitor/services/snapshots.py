@@ -40,6 +40,7 @@ class HasId(typing.Protocol):
     @property
     def id(self) -> int | None: ...
 
+
 _MODULES = ("monitor.core.", "monitor.rules.")
 _EXACT = {"monitor.engine", "datetime", "zoneinfo", "collections"}
 _BUILTINS = {"set", "frozenset", "tuple", "list", "dict", "int", "float", "str", "bytes", "bool"}

@@ -93,9 +93,7 @@ class GroupWriter:
             if self._stopped:
                 raise WriterStopped("the writer is stopped: nothing was stored")
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="group-writer", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="group-writer", daemon=True)
                 self._thread.start()
 
     def _run(self) -> None:
