@@ -24,9 +24,10 @@ PROTOCOLS = SETTINGS.protocols()
 ROUTING = parse_routing(SETTINGS.raw)
 MAPPING = load_mapping()
 START = datetime(2025, 1, 6, 9, tzinfo=UTC)
-# Statements for one 4-value ORU of a known patient, measured when this test was
-# written (26 on that day), with a little room; see README "Statements per message".
-BOUND = 30
+# Statements for one 4-value ORU of a known patient, ingested alone (so with a batch
+# evaluation of its own): 26 when this test was written, 22 since intake writes with
+# Core (issue 10); a little room. See README "Statements per message".
+BOUND = 24
 
 
 def oru(n: int, at: datetime) -> str:
