@@ -13,7 +13,7 @@ them again and raises `system.evaluation_error` if it still fails.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
 import structlog
@@ -36,9 +36,13 @@ def evaluate_results(
     now: datetime,
     protocols: Mapping[str, Protocol],
     routing: Routing | None,
+    more_to_come: Collection[str] = (),
 ) -> list[AlertRow]:
     """Judge every patient a result left `to_evaluate`; each patient's new alerts go on
-    their last result. Returns every new alert."""
+    their last result. Returns every new alert. Patients in `more_to_come` (a
+    back-load holds more of their results further on) are judged up to their latest
+    stored event, not `now`: stop lines are judged at once, missed tests only once
+    the rest of their results is in."""
     last: dict[str, IngestResult] = {}
     for r in results:
         if r.to_evaluate and r.patient_id is not None:
@@ -49,7 +53,7 @@ def evaluate_results(
     ids = sorted(last)
     savepoint = session.begin_nested()
     try:
-        done = evaluate_patients(session, ids, now, protocols, routing)
+        done = evaluate_patients(session, ids, now, protocols, routing, to_latest=more_to_come)
         savepoint.commit()
     except Exception:
         savepoint.rollback()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -156,12 +156,24 @@ class Evaluated:
     failed: dict[str, Exception]
 
 
-def judge(h: History, now: datetime, known: set[tuple[str, str]]) -> Judged:
+def judge(
+    h: History, now: datetime, known: set[tuple[str, str]], to_latest: bool = False
+) -> Judged:
     """The engine over one patient's history (continued from its snapshot where it
-    fits): the findings not stored yet, the next check, the next snapshot. Pure."""
+    fits): the findings not stored yet, the next check, the next snapshot. Pure.
+
+    `to_latest` stops at the patient's latest stored event instead of `now`: for a
+    back-load that holds more of this patient's results further on, judging the gap
+    up to `now` would call every test overdue that the rest of the file brings."""
     patient = patient_of(h.row)
     events = events_of(counted(h.events, h.protocol))
-    result = run(patient, events, now, h.protocol, since=h.snap)
+    until = now
+    if to_latest:
+        stored = [e.at for e in h.events if e.at <= now]
+        if h.snap is not None:
+            stored.append(h.snap.covers)
+        until = max(stored, default=now)
+    result = run(patient, events, until, h.protocol, since=h.snap)
     snapshot = None
     if h.snap is None or result.snapshot.state is not h.snap.state:
         covered = (e for e in h.events if e.at <= result.snapshot.covers)
@@ -188,8 +200,10 @@ def evaluate_patients(
     now: datetime,
     protocols: Mapping[str, Protocol],
     routing: Routing | None = None,
+    to_latest: Collection[str] = (),
 ) -> Evaluated:
-    """Store the alerts each patient's history calls for as of `now`, and their
+    """Store the alerts each patient's history calls for as of `now` (as of their
+    latest stored event for the patients in `to_latest`: see `judge`), and their
     deliveries (the caller's transaction), in a few statements for the whole list.
     A patient whose evaluation raises is left out, unchanged (its deadline stays
     due), and returned in `failed`; a failed write fails the whole call."""
@@ -204,7 +218,7 @@ def evaluate_patients(
     judged: list[Judged] = []
     for pid, h in found.items():
         try:
-            judged.append(judge(h, now, known.get(pid, set())))
+            judged.append(judge(h, now, known.get(pid, set()), pid in to_latest))
         except Exception as exc:
             failed[pid] = exc
     codes = iter(new_codes(session, sum(len(j.findings) for j in judged)))

@@ -7,7 +7,7 @@ quarantined as one item.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -198,6 +198,7 @@ def store_parsed(
             evaluate_results(session, out.results, now, protocols, routing)
         return out
     batch_start = 0
+    last_of = _last_message_of_each_patient(messages) if commit_every else {}
     for number, msg in enumerate(messages, 1):
         out.results.append(
             ingest_message(
@@ -214,9 +215,26 @@ def store_parsed(
         )
         if commit_every and number % commit_every == 0:
             if evaluate:
-                evaluate_results(session, out.results[batch_start:], now, protocols, routing)
+                batch = out.results[batch_start:]
+                later = {
+                    r.patient_id
+                    for m, r in zip(messages[batch_start:number], batch, strict=True)
+                    if r.patient_id is not None and last_of[_patient_key(m)] > number
+                }
+                evaluate_results(session, batch, now, protocols, routing, more_to_come=later)
             batch_start = number
             session.commit()  # a long back-load never holds the write lock for long
     if evaluate:
         evaluate_results(session, out.results[batch_start:], now, protocols, routing)
     return out
+
+
+def _patient_key(msg: LabMessage) -> tuple[object, ...]:
+    """The patient as the message names them (before matching): enough to tell that a
+    back-load holds more results for the same person further on."""
+    return (msg.patient.identifiers, msg.patient.reference)
+
+
+def _last_message_of_each_patient(messages: Sequence[LabMessage]) -> dict[tuple[object, ...], int]:
+    """Per patient key, the (1-based) number of its last message in the payload."""
+    return {_patient_key(m): n for n, m in enumerate(messages, 1)}
