@@ -1,4 +1,4 @@
-"""What arrives is stored as it came, whatever its text: the inbound record's helpers.
+"""What arrives is stored as it came, whatever its text: the inbound record and its helpers.
 
 Any text a parser accepts must be storable: a lone surrogate (``"\\ud800"`` in JSON)
 cannot be encoded for the database, NUL cannot go into a PostgreSQL text column, and
@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
+
+from monitor.store.models import InboundMessageRow
 
 ID_COLUMN = 200  # inbound_messages.message_id, sender, quarantine.message_id
 
@@ -44,3 +54,55 @@ def clean(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [clean(v) for v in value]
     return value
+
+
+# --- the inbound row, read and written with Core --------------------------------------
+# Built once: building a statement costs more than running it (issue 10).
+_T = InboundMessageRow.__table__  # type: ignore[attr-defined]
+_KEY = (_T.c.source, _T.c.sender, _T.c.message_id)
+_FIND = sa.select(_T.c.id, _T.c.outcome, _T.c.detail).where(
+    _T.c.source == bindparam("source"),
+    _T.c.sender == bindparam("sender"),
+    _T.c.message_id == bindparam("message_id"),
+)
+_ADD = sa.insert(_T).returning(_T.c.id)
+_ADD_NEW = {  # one statement for a message never seen: nothing comes back if it was
+    "sqlite": sqlite_insert(_T).on_conflict_do_nothing(index_elements=_KEY).returning(_T.c.id),
+    "postgresql": pg_insert(_T).on_conflict_do_nothing(index_elements=_KEY).returning(_T.c.id),
+}
+_SAVE = (
+    update(_T)
+    .where(_T.c.id == bindparam("seen_id"))
+    .values(outcome=bindparam("new_outcome"), detail=bindparam("new_detail"))
+)
+
+
+@dataclass
+class Seen:
+    """A message's inbound row: its id and what became of it."""
+
+    id: int
+    outcome: str
+    detail: dict[str, Any]
+
+    def save(self, session: Session) -> None:
+        params = {"seen_id": self.id, "new_outcome": self.outcome, "new_detail": self.detail}
+        session.execute(_SAVE, params)
+
+
+def receive(
+    session: Session, source: str, sender: str, message_id: str, raw: str, now: datetime
+) -> tuple[Seen, bool]:
+    """The inbound row of (source, sender, message id), made if it is new; and whether
+    it is (the ids are bounded by the caller)."""
+    key = {"source": source, "sender": sender, "message_id": message_id}
+    values = {**key, "received_at": now, "raw": storable(raw), "outcome": "received", "detail": {}}
+    add_new = _ADD_NEW.get(session.get_bind().dialect.name)
+    if add_new is not None:
+        made = session.execute(add_new, values).scalar_one_or_none()
+        if made is not None:
+            return Seen(made, "received", {}), True
+    found = session.execute(_FIND, key).first()
+    if found is not None:
+        return Seen(found.id, found.outcome, found.detail), False
+    return Seen(session.execute(_ADD, values).scalar_one(), "received", {}), True

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 import structlog
 from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from monitor.core.protocol import Protocol
@@ -36,15 +37,14 @@ from monitor.services.draws import (
     same_draws,
     supersede,
 )
-from monitor.services.evaluate import evaluate_patient, lock_patient
+from monitor.services.evaluate import PatientFacts, evaluate_patient, lock_for_intake
 from monitor.services.held import held_here, hold_values, resolve_taken
-from monitor.services.inbound import bounded_id, clean, storable
+from monitor.services.inbound import Seen, bounded_id, clean, receive, storable
 from monitor.services.intake import time_problem
 from monitor.sources.model import LabMessage
 from monitor.store.models import (
     AlertRow,
     EventRow,
-    InboundMessageRow,
     PatientIdentifierRow,
     PatientRow,
     QuarantineRow,
@@ -84,33 +84,14 @@ _BY_IDENTIFIER = sa.select(_IDENTIFIERS.c.patient_id).where(
     _IDENTIFIERS.c.system.in_(bindparam("systems", expanding=True)),
     _IDENTIFIERS.c.value == bindparam("value"),
 )
-_INBOUND_T = InboundMessageRow.__table__  # type: ignore[attr-defined]
-_INBOUND = sa.select(_INBOUND_T.c.id, _INBOUND_T.c.outcome, _INBOUND_T.c.detail).where(
-    _INBOUND_T.c.source == bindparam("source"),
-    _INBOUND_T.c.sender == bindparam("sender"),
-    _INBOUND_T.c.message_id == bindparam("message_id"),
-)
-_NEW_INBOUND = insert(_INBOUND_T).returning(_INBOUND_T.c.id)
-_SAVE_INBOUND = (
-    update(_INBOUND_T)
-    .where(_INBOUND_T.c.id == bindparam("seen_id"))
-    .values(outcome=bindparam("new_outcome"), detail=bindparam("new_detail"))
-)
 _EVENTS = EventRow.__table__  # type: ignore[attr-defined]
 _NEW_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
-
-
-@dataclass
-class _Seen:
-    """A message's inbound row (read and written with Core): its id, what became of it."""
-
-    id: int
-    outcome: str
-    detail: dict[str, Any]
-
-    def save(self, session: Session) -> None:
-        params = {"seen_id": self.id, "new_outcome": self.outcome, "new_detail": self.detail}
-        session.execute(_SAVE_INBOUND, params)
+_PATIENTS = PatientRow.__table__  # type: ignore[attr-defined]
+_SET_TEAM = (
+    update(_PATIENTS)
+    .where(_PATIENTS.c.id == bindparam("team_of"), _PATIENTS.c.care_team.is_(None))
+    .values(care_team=bindparam("team"))
+)
 
 
 def match_patient(session: Session, msg: LabMessage) -> str:
@@ -195,7 +176,7 @@ class _Call:
     key: _Key
     raw: str
     now: datetime
-    seen: _Seen
+    seen: Seen
     update: bool
     retry_row: QuarantineRow | None
     notes: list[str]
@@ -270,7 +251,7 @@ def _repeat(call: _Call, digest: str) -> IngestResult:
 
 def _store_draws(
     call: _Call,
-    patient: PatientRow,
+    patient: PatientFacts,
     digest: str,
 ) -> IngestResult:
     """Every draw of the message, all taken or none and the message held (a time in
@@ -332,7 +313,7 @@ def _store_draws(
 
 
 def _team_from_source(
-    session: Session, patient: PatientRow, msg: LabMessage, routing: Routing | None
+    session: Session, patient: PatientFacts, msg: LabMessage, routing: Routing | None
 ) -> None:
     """A patient without a care team takes the one its sender names (PV1-3, FHIR
     performer) through [teams.X] sources; a team already set (a clinician's) wins."""
@@ -341,8 +322,10 @@ def _team_from_source(
     team = team_for_source(routing.teams, msg.care_source)
     if team is None:
         return
-    patient.care_team = team
-    session.add(patient)
+    session.execute(_SET_TEAM, {"team_of": patient.id, "team": team})
+    loaded = session.identity_map.get(session.identity_key(PatientRow, patient.id))
+    if loaded is not None:
+        set_committed_value(loaded, "care_team", team)
     log.info("patient.care_team_from_source", patient_id=patient.id, team=team, source=msg.source)
 
 
@@ -362,24 +345,12 @@ def ingest_message(
     `evaluate=False` leaves the evaluation to the caller's batch (`to_evaluate`)."""
     key = _Key(source, bounded_id(msg.sender), bounded_id(msg.message_id))
     digest = digest_of(msg)
-    params = {"source": key.source, "sender": key.sender, "message_id": key.message_id}
-    found = session.execute(_INBOUND, params).first()
-    seen = _Seen(found.id, found.outcome, found.detail) if found is not None else None
+    seen, fresh = receive(session, key.source, key.sender, key.message_id, raw, now)
     versions: list[str] = []
-    if seen is not None and seen.outcome == "stored":
+    if seen.outcome == "stored":
         versions = list(seen.detail.get("versions") or [seen.detail.get("digest")])
-    # A message never seen before has no earlier version and so nothing of its chain
-    # waiting in quarantine (inbound rows are never deleted): no need to look.
-    fresh = seen is None
-    if seen is None:
-        values = {
-            **params,
-            "received_at": now,
-            "raw": storable(raw),
-            "outcome": "received",
-            "detail": {},
-        }
-        seen = _Seen(session.execute(_NEW_INBOUND, values).scalar_one(), "received", {})
+    # A message never seen before (`fresh`) has no earlier version and so nothing of
+    # its chain waiting in quarantine (inbound rows are never deleted): no need to look.
     call = _Call(
         session,
         msg,
@@ -410,7 +381,7 @@ def ingest_message(
             f"this new version of message {key.message_id} names another patient than the "
             f"version stored for patient {earlier_patient}: a person must decide which is right"
         )
-    patient = lock_patient(session, patient_id)  # once: record_event reuses the lock
+    patient = lock_for_intake(session, patient_id)  # once per transaction
     _team_from_source(session, patient, msg, routing)
     early = [o for o in msg.observations if o.observed_at < patient.start]
     if early:
