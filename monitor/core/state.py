@@ -26,6 +26,7 @@ from monitor.core.protocol import Protocol
 from monitor.core.units import ANALYTES
 
 _PANELS: IdentityMemo[tuple[LabEvent, ...]] = IdentityMemo()
+_UNDER_REVIEW: IdentityMemo[tuple[PanelView, ...]] = IdentityMemo()
 
 
 @dataclass(frozen=True)
@@ -233,7 +234,14 @@ def _merged(
     return values, ulns
 
 
-def panels_under_review(state: PatientState, protocol: Protocol) -> list[PanelView]:
+def panels_under_review(state: PatientState, protocol: Protocol) -> tuple[PanelView, ...]:
+    """`_panels_under_review`, once per (state, profile): every lab rule of a step asks."""
+    return _UNDER_REVIEW.get(
+        (state, protocol), lambda: tuple(_panels_under_review(state, protocol))
+    )
+
+
+def _panels_under_review(state: PatientState, protocol: Protocol) -> list[PanelView]:
     """The panels the current trigger asks the lab rules to judge, oldest first.
 
     A lab result is judged with the symptoms that count at its draw. A symptom
