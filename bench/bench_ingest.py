@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine  # noqa: E402
 
 from bench.machine import machine, write_result  # noqa: E402
 from bench.pgutil import drop_database, fresh_database  # noqa: E402
+from monitor import heap  # noqa: E402
 from monitor.routing import parse_routing  # noqa: E402
 from monitor.schemas import PatientIn  # noqa: E402
 from monitor.services.intake import enroll  # noqa: E402
@@ -148,6 +149,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def ingest(engine: Engine, payload: str, fmt: str) -> Any:
+    heap.settle()  # as `monitor ingest` does before it parses
     with session_scope(engine) as s:
         return ingest_payload(
             s,

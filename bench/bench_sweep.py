@@ -32,6 +32,7 @@ from sqlmodel import col  # noqa: E402
 
 from bench.machine import machine, shown, write_result  # noqa: E402
 from bench.pgutil import scratch_engine  # noqa: E402
+from monitor import heap  # noqa: E402
 from monitor.clock import ManualClock  # noqa: E402
 from monitor.daemon import Service, load_config  # noqa: E402
 from monitor.schemas import PatientIn  # noqa: E402
@@ -134,6 +135,7 @@ def one_size(engine: Engine, n: int, due: int) -> dict[str, float]:
     service = Service(
         load_config(str(CONFIG), SecretSource()), clock=ManualClock(NOW), engine=engine
     )
+    heap.settle()  # as `monitor run` does once started
     t0 = time.perf_counter()
     raised = service.sweep()
     sweep_ms = (time.perf_counter() - t0) * 1000

@@ -1022,6 +1022,9 @@ def ingest_cmd(
             fmt = detect_format(path, raw.decode("utf-8", errors="replace"))
         except ParseError as exc:
             fail(exc.reason)
+    from monitor import heap
+
+    heap.settle()  # a back-load makes millions of objects: spare the start-up heap
     with c.session() as session:
         out = ingest_payload(
             session,

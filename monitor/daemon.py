@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
+from monitor import heap
 from monitor.clock import Clock, SystemClock
 from monitor.config_check import load_checked
 from monitor.core.protocol import Protocol
@@ -485,6 +486,7 @@ class Service(HostBasics):
         if sock is not None:
             server, server_task = await self._start_web(sock)
         await self._start_sources()
+        heap.settle()  # the collector no longer walks the start-up heap (monitor/heap.py)
         status = self.status_line()
         self.sd.ready(status=status)
         log.info("daemon.started", status=status)
