@@ -10,6 +10,7 @@ what is due and raises each missed deadline once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import time
@@ -143,6 +144,10 @@ class Service(HostBasics):
         )
         self.heartbeat.claim_lease = self.dispatcher.lease
         self._rerun = False
+        # the loop the scheduler runs on, once started: wake-ups from other threads go
+        # through it; drains started by a wake-up are kept here until they finish
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drains: set[asyncio.Task[int]] = set()
         self.scheduler: AsyncIOScheduler | None = None
         self.sd = SystemdNotifier()
         self.last_sweep: datetime | None = None
@@ -292,14 +297,24 @@ class Service(HostBasics):
         return n
 
     async def dispatch(self) -> int:
-        """Drain; a wake-up that came during the run makes it go round again."""
+        """Drain; a wake-up that came during the run makes it go round again. After
+        SIGTERM no new claims are taken: what is in flight finishes and is settled."""
         n = 0
         async with self._dispatch_lock:
-            while True:
+            while not self.stopping.is_set():
                 self._rerun = False
-                n += await self.dispatcher.run_once()
+                n += await self.dispatcher.run_once(stop=self.stopping.is_set)
                 if not self._rerun:
-                    return n
+                    break
+        return n
+
+    async def _dispatch_tick(self) -> int:
+        """The scheduler's dispatch job: a drain running now already claims whatever is
+        due, so a tick during it returns at once instead of queueing on the lock (and the
+        scheduler never sees a run overlap its next one)."""
+        if self._dispatch_lock.locked():
+            return 0
+        return await self.dispatch()
 
     def heartbeat_beat(self) -> int:
         """Renew this instance's lease; free a lapsed instance's claims and send them."""
@@ -309,13 +324,36 @@ class Service(HostBasics):
         return freed
 
     def wake_dispatcher(self) -> None:
-        """Hand new alerts to the dispatcher at once instead of at its next tick (and, if
-        it is running now, make it go round again: the scheduler would drop the wake-up)."""
+        """Hand new alerts to the dispatcher at once instead of at its next tick. Safe
+        from any thread (sources call it from theirs). It never touches the scheduler: a
+        drain running now is told to go round again (a flag), and otherwise a drain is
+        started on the loop, so a burst of wake-ups costs a flag each, not a job change
+        and a "maximum number of running instances" warning."""
         self._rerun = True
-        if self.scheduler is not None and self.scheduler.running:
-            job = self.scheduler.get_job("dispatch")
-            if job is not None:
-                job.modify(next_run_time=datetime.now(UTC))
+        loop, sched = self._loop, self.scheduler
+        if loop is None or sched is None or not sched.running or self.stopping.is_set():
+            return  # no running service (tests, the CLI): the next dispatch() sees the flag
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._start_drain()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        if self._dispatch_lock.locked() or self.stopping.is_set():
+            return  # the running drain goes round again; after SIGTERM nothing new starts
+        task = asyncio.ensure_future(self.dispatch())
+        self._drains.add(task)
+        task.add_done_callback(self._drain_done)
+
+    def _drain_done(self, task: asyncio.Task[int]) -> None:
+        self._drains.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatch.drain_failed", exc_info=task.exception())
 
     # --- configuration --------------------------------------------------------------
 
@@ -398,7 +436,7 @@ class Service(HostBasics):
             coalesce=True,
         )
         sched.add_job(
-            self.dispatch,
+            self._dispatch_tick,
             "interval",
             seconds=dispatch_seconds,
             id="dispatch",
@@ -444,6 +482,8 @@ class Service(HostBasics):
             sched.add_job(self.watch.watchdog, "interval", seconds=interval, id="watchdog")
         sched.start()
         self.scheduler = sched
+        with contextlib.suppress(RuntimeError):  # started outside a running loop
+            self._loop = asyncio.get_running_loop()
         return sched
 
     async def run(self, web: bool = True) -> None:
@@ -497,6 +537,8 @@ class Service(HostBasics):
         self.scheduler.pause()
         async with self._dispatch_lock:  # in-flight sends finish first
             self.scheduler.shutdown(wait=False)
+        for drain in list(self._drains):  # woken drains see `stopping` and return
+            await drain
         await close_all(self.config.notifiers)
         for task in list(self._closing):
             await task

@@ -90,7 +90,8 @@ class WebhookNotifier:
             "Idempotency-Key": f"{notification.alert_code}-{notification.delivery_id}",
         }
         try:
-            response = await self.http.get().post(self.url, content=body, headers=headers)
+            async with self.http.lane() as client:  # one connection, this send's alone
+                response = await client.post(self.url, content=body, headers=headers)
         except httpx.TransportError as exc:
             result = classify_transport_error(exc)
         else:
@@ -113,7 +114,7 @@ class WebhookNotifier:
         return result
 
     async def start(self) -> None:
-        self.http.get()
+        self.http.warm()
 
     async def aclose(self) -> None:
         await self.http.aclose()

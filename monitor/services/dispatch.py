@@ -25,9 +25,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col
+from sqlmodel import Session
 from sqlmodel import select as sm_select
 
 from monitor.clock import Clock
@@ -38,6 +38,7 @@ from monitor.services.latency import VALUE_TO_SEND
 from monitor.services.outbox import deliveries_for
 from monitor.store.db import session_scope
 from monitor.store.models import AlertRow, DeliveryAttemptRow, DeliveryRow
+from monitor.store.types import UTCDateTime
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,105 @@ def backoff(attempts: int, routing: Routing, rand: Callable[[], float]) -> timed
     """Exponential backoff with jitter (between half and all of the step)."""
     step: timedelta = min(routing.retry_max, routing.retry_base * (2 ** max(attempts - 1, 0)))
     return step * float(0.5 + rand() / 2)
+
+
+# --- the hot statements, built once (building one costs more than running it) --------
+
+DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[attr-defined]
+ATTEMPTS: Table = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
+ALERTS: Table = AlertRow.__table__  # type: ignore[attr-defined]
+_D = DELIVERIES.c
+_NOW = bindparam("now", type_=UTCDateTime())
+
+
+def _claimable() -> Any:
+    return or_(
+        and_(_D.state == "pending", _D.next_attempt_at <= _NOW),
+        and_(_D.state == "sending", _D.claimed_until < _NOW),
+    )
+
+
+def _claim_statement(postgres: bool) -> Any:
+    due = select(_D.id).where(_claimable()).order_by(_D.next_attempt_at).limit(bindparam("limit"))
+    if postgres:
+        due = due.with_for_update(skip_locked=True)
+    return (
+        update(DELIVERIES)
+        .where(_D.id.in_(due.scalar_subquery()), _claimable())
+        .values(
+            state="sending",
+            claimed_by=bindparam("worker"),
+            claimed_until=bindparam("until", type_=UTCDateTime()),
+            attempts=_D.attempts + 1,
+            updated_at=_NOW,
+            # the right-hand side sees the row before the update
+            reclaimed=_D.state == "sending",
+        )
+        .returning(
+            _D.id,
+            _D.reclaimed,
+            _D.channels,
+            _D.channel_index,
+            _D.lead_alert_id,
+            _D.patient_id,
+            _D.severity,
+            _D.subject,
+            _D.text,
+            _D.recipient,
+            _D.body,
+            _D.group_id,
+            _D.purpose,
+        )
+    )
+
+
+CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+ALERT_CODES = select(ALERTS.c.id, ALERTS.c.code).where(
+    ALERTS.c.id.in_(bindparam("ids", expanding=True))
+)
+OPEN_ATTEMPTS = insert(ATTEMPTS).returning(ATTEMPTS.c.id, sort_by_parameter_order=True)
+# The claims this worker still holds among those being settled (locked on PostgreSQL
+# so nobody frees them between this read and the writes below).
+_HELD = select(_D.id, _D.attempts, _D.purpose, _D.severity, _D.created_at).where(
+    _D.id.in_(bindparam("ids", expanding=True)),
+    _D.state == "sending",
+    _D.claimed_by == bindparam("worker"),
+)
+HELD = {False: _HELD, True: _HELD.with_for_update()}
+CLOSE_ATTEMPT = (
+    update(ATTEMPTS)
+    .where(ATTEMPTS.c.id == bindparam("a_id"))
+    .values(
+        finished_at=_NOW,
+        outcome=bindparam("a_outcome"),
+        provider_id=bindparam("a_provider"),
+        error=bindparam("a_error"),
+    )
+)
+SET_DONE = (
+    update(DELIVERIES)
+    .where(_D.id == bindparam("d_id"))
+    .values(
+        state=bindparam("d_state"),
+        provider_id=bindparam("d_provider"),
+        last_error=None,
+        claimed_until=None,
+        reclaimed=False,
+        updated_at=_NOW,
+    )
+)
+SET_RETRY = (
+    update(DELIVERIES)
+    .where(_D.id == bindparam("d_id"))
+    .values(
+        state="pending",
+        next_attempt_at=bindparam("d_next", type_=UTCDateTime()),
+        last_error=bindparam("d_error"),
+        claimed_until=None,
+        reclaimed=False,
+        updated_at=_NOW,
+    )
+)
 
 
 @dataclass
@@ -94,6 +194,10 @@ class Dispatcher:
         other is sent."""
         return max(self.routing.batch, 1) * 2
 
+    @property
+    def _postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
     def concurrency(self, channel: str) -> int:
         if channel in self.limits:
             return max(int(self.limits[channel]), 1)
@@ -103,84 +207,50 @@ class Dispatcher:
 
     # --- claim ----------------------------------------------------------------------
 
-    def _claimable(self, now: datetime) -> Any:
-        return or_(
-            and_(col(DeliveryRow.state) == "pending", col(DeliveryRow.next_attempt_at) <= now),
-            and_(col(DeliveryRow.state) == "sending", col(DeliveryRow.claimed_until) < now),
-        )
-
     def claim(self, now: datetime, limit: int | None = None) -> list[Claimed]:
-        """Claim up to `limit` due deliveries in one statement, and open an attempt each."""
+        """Claim up to `limit` due deliveries in one statement, and open an attempt
+        each (one multi-row INSERT)."""
         limit = limit or self.routing.batch
-        due = (
-            select(DeliveryRow.id)  # type: ignore[call-overload]
-            .where(self._claimable(now))
-            .order_by(col(DeliveryRow.next_attempt_at))
-            .limit(limit)
-        )
-        if self.engine.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
-        stmt = (
-            update(DeliveryRow)
-            .where(col(DeliveryRow.id).in_(due.scalar_subquery()), self._claimable(now))
-            .values(
-                state="sending",
-                claimed_by=self.worker,
-                claimed_until=now + self.lease,
-                attempts=DeliveryRow.attempts + 1,
-                updated_at=now,
-                # the right-hand side sees the row before the update
-                reclaimed=col(DeliveryRow.state) == "sending",
-            )
-            .returning(
-                col(DeliveryRow.id),
-                col(DeliveryRow.reclaimed),
-                col(DeliveryRow.channels),
-                col(DeliveryRow.channel_index),
-                col(DeliveryRow.lead_alert_id),
-                col(DeliveryRow.patient_id),
-                col(DeliveryRow.severity),
-                col(DeliveryRow.subject),
-                col(DeliveryRow.text),
-                col(DeliveryRow.recipient),
-                col(DeliveryRow.body),
-                col(DeliveryRow.group_id),
-                col(DeliveryRow.purpose),
-            )
-            .execution_options(synchronize_session=False)
-        )
         claimed: list[Claimed] = []
         with session_scope(self.engine) as session:
-            rows = sorted(session.execute(stmt).all(), key=lambda r: r.id)
+            params = {
+                "now": now,
+                "limit": limit,
+                "worker": self.worker,
+                "until": now + self.lease,
+            }
+            rows = sorted(session.execute(CLAIM[self._postgres], params).all(), key=lambda r: r.id)
             if not rows:
                 return []
-            codes: dict[int, str] = dict(
-                session.execute(
-                    select(AlertRow.id, AlertRow.code).where(  # type: ignore[call-overload]
-                        col(AlertRow.id).in_({r.lead_alert_id for r in rows})
-                    )
-                ).all()
-            )
-            attempts = []
-            for r in rows:
-                channel, address = r.channels[r.channel_index]
-                attempts.append(
-                    DeliveryAttemptRow(
-                        delivery_id=r.id,
-                        channel=channel,
-                        address=address,
-                        started_at=now,
-                        worker=self.worker,
-                    )
+            codes: dict[int, str] = {
+                i: code
+                for i, code in session.execute(
+                    ALERT_CODES, {"ids": sorted({r.lead_alert_id for r in rows})}
                 )
-            session.add_all(attempts)
-            session.flush()
-            for r, attempt in zip(rows, attempts, strict=True):
-                channel, address = r.channels[r.channel_index]
+            }
+            targets = [r.channels[r.channel_index] for r in rows]
+            attempt_ids = (
+                session.execute(
+                    OPEN_ATTEMPTS,
+                    [
+                        {
+                            "delivery_id": r.id,
+                            "channel": channel,
+                            "address": address,
+                            "started_at": now,
+                            "worker": self.worker,
+                        }
+                        for r, (channel, address) in zip(rows, targets, strict=True)
+                    ],
+                )
+                .scalars()
+                .all()
+            )
+            for r, (channel, address), attempt_id in zip(rows, targets, attempt_ids, strict=True):
                 claimed.append(
                     Claimed(
                         delivery_id=r.id,
-                        attempt_id=attempt.id or 0,
+                        attempt_id=attempt_id,
                         reclaimed=bool(r.reclaimed),
                         channel=channel,
                         notification=Notification(
@@ -210,9 +280,9 @@ class Dispatcher:
                 log.info("delivery.settled_after_restart", delivery_id=c.delivery_id)
                 return settled
         try:
-            result = await asyncio.wait_for(
-                notifier.send(c.notification), timeout=self.routing.send_timeout_s
-            )
+            # asyncio.timeout, not wait_for: no second task per send
+            async with asyncio.timeout(self.routing.send_timeout_s):
+                result = await notifier.send(c.notification)
         except TimeoutError:
             result = SendResult("unknown", error="no answer within the send timeout")
         except Exception as exc:  # a notifier bug must not stop the dispatcher
@@ -232,9 +302,8 @@ class Dispatcher:
 
     async def _lookup(self, notifier: Notifier, c: Claimed) -> SendResult | None:
         try:
-            return await asyncio.wait_for(
-                notifier.lookup(c.notification), timeout=self.routing.send_timeout_s
-            )
+            async with asyncio.timeout(self.routing.send_timeout_s):
+                return await notifier.lookup(c.notification)
         except Exception:
             log.warning("delivery.lookup_failed", delivery_id=c.delivery_id, exc_info=True)
             return None
@@ -245,125 +314,157 @@ class Dispatcher:
         self.settle_many([(c, result)], now)
 
     def settle_many(self, outcomes: Sequence[tuple[Claimed, SendResult]], now: datetime) -> bool:
-        """Record every outcome in one transaction; True when a failover made a
-        delivery due at once (the pipeline then claims again)."""
+        """Record every outcome in one transaction: one read of the claims still held,
+        then one executemany per kind of write (attempts closed; deliveries done or due
+        again). A permanent failure (rare) fails over through the ORM. True when a
+        failover made a delivery due at once (the pipeline then claims again)."""
         if not outcomes:
             return False
         requeued = False
+        # bound once per batch: a disabled level is then a no-op call, not a lookup
+        logger = log.bind()
         with session_scope(self.engine) as session:
-            ids = [c.delivery_id for c, _ in outcomes]
-            rows = {
+            held = {
                 r.id: r
-                for r in session.exec(sm_select(DeliveryRow).where(col(DeliveryRow.id).in_(ids)))
-            }
-            tries = {
-                a.id: a
-                for a in session.exec(
-                    sm_select(DeliveryAttemptRow).where(
-                        col(DeliveryAttemptRow.id).in_([c.attempt_id for c, _ in outcomes])
-                    )
+                for r in session.execute(
+                    HELD[self._postgres],
+                    {"ids": [c.delivery_id for c, _ in outcomes], "worker": self.worker},
                 )
             }
+            closed: list[dict[str, Any]] = []
+            done: list[dict[str, Any]] = []
+            retry: list[dict[str, Any]] = []
+            failed: list[tuple[int, str | None]] = []
             for c, result in outcomes:
-                requeued |= self._settle_one(
-                    session, rows[c.delivery_id], tries[c.attempt_id], c, result, now
+                closed.append(
+                    {
+                        "a_id": c.attempt_id,
+                        "a_outcome": result.outcome,
+                        "a_provider": result.provider_id,
+                        "a_error": result.error,
+                        "now": now,
+                    }
                 )
-        return requeued
-
-    def _settle_one(
-        self,
-        session: Session,
-        row: DeliveryRow,
-        attempt: DeliveryAttemptRow,
-        c: Claimed,
-        result: SendResult,
-        now: datetime,
-    ) -> bool:
-        attempt.finished_at = now
-        attempt.outcome = result.outcome
-        attempt.provider_id = result.provider_id
-        attempt.error = result.error
-        session.add(attempt)
-        if row.state != "sending" or row.claimed_by != self.worker:
-            log.warning("delivery.lost_claim", delivery_id=row.id)
-            return False
-        row.claimed_until = None
-        row.reclaimed = False
-        row.updated_at = now
-        outcome = result.outcome
-        requeued = False
-        if outcome in ("transient", "unknown") and row.attempts >= self.routing.max_attempts:
-            outcome = "permanent"
-            result = SendResult(
-                "permanent", error=f"gave up after {row.attempts} attempts: {result.error}"
-            )
-        if outcome == "delivered":
-            notifier = self.notifiers.get(c.channel)
-            row.state = "sent" if getattr(notifier, "receipts", False) else "delivered"
-            row.provider_id = result.provider_id
-            row.last_error = None
-            if row.purpose == "alert":
-                VALUE_TO_SEND.labels(channel=c.channel, severity=row.severity).observe(
-                    max((now - row.created_at).total_seconds(), 0.0)
+                row = held.get(c.delivery_id)
+                if row is None:
+                    logger.warning("delivery.lost_claim", delivery_id=c.delivery_id)
+                    continue
+                outcome, error = result.outcome, result.error
+                if (
+                    outcome in ("transient", "unknown")
+                    and row.attempts >= self.routing.max_attempts
+                ):
+                    outcome, error = "permanent", f"gave up after {row.attempts} attempts: {error}"
+                if outcome == "delivered":
+                    notifier = self.notifiers.get(c.channel)
+                    state = "sent" if getattr(notifier, "receipts", False) else "delivered"
+                    done.append(
+                        {
+                            "d_id": row.id,
+                            "d_state": state,
+                            "d_provider": result.provider_id,
+                            "now": now,
+                        }
+                    )
+                    if row.purpose == "alert":
+                        VALUE_TO_SEND.labels(channel=c.channel, severity=row.severity).observe(
+                            max((now - row.created_at).total_seconds(), 0.0)
+                        )
+                elif outcome in ("transient", "unknown"):
+                    state = "pending"
+                    delay = backoff(row.attempts, self.routing, self.rand)
+                    if result.retry_after_s:
+                        delay = max(delay, timedelta(seconds=result.retry_after_s))
+                    retry.append(
+                        {"d_id": row.id, "d_next": now + delay, "d_error": error, "now": now}
+                    )
+                else:
+                    failed.append((row.id, error))
+                    continue  # logged once its failover is known
+                logger.info(
+                    "delivery.attempt",
+                    delivery_id=row.id,
+                    channel=c.channel,
+                    outcome=result.outcome,
+                    state=state,
+                    patient_id=c.notification.patient_id or None,
                 )
-        elif outcome in ("transient", "unknown"):
-            delay = backoff(row.attempts, self.routing, self.rand)
-            if result.retry_after_s:
-                delay = max(delay, timedelta(seconds=result.retry_after_s))
-            row.state = "pending"
-            row.next_attempt_at = now + delay
-            row.last_error = result.error
-        else:
-            fail_over(session, row, result.error, self.routing, now)
-            requeued = True
-        session.add(row)
-        log.info(
-            "delivery.attempt",
-            delivery_id=row.id,
-            channel=c.channel,
-            outcome=result.outcome,
-            state=row.state,
-            patient_id=row.patient_id,
-        )
+            session.execute(CLOSE_ATTEMPT, closed)
+            if done:
+                session.execute(SET_DONE, done)
+            if retry:
+                session.execute(SET_RETRY, retry)
+            for delivery_id, error in failed:
+                row_obj = session.get(DeliveryRow, delivery_id)
+                assert row_obj is not None
+                row_obj.claimed_until = None
+                row_obj.reclaimed = False
+                row_obj.updated_at = now
+                fail_over(session, row_obj, error, self.routing, now)
+                requeued = True
+                logger.info(
+                    "delivery.attempt",
+                    delivery_id=delivery_id,
+                    channel=row_obj.channels[row_obj.channel_index][0],
+                    outcome="permanent",
+                    state=row_obj.state,
+                    patient_id=row_obj.patient_id,
+                )
         return requeued
 
     # --- the pipeline ---------------------------------------------------------------
 
-    async def run_once(self) -> int:
+    async def run_once(self, stop: Callable[[], bool] | None = None) -> int:
         """Drain what is due now: claim batches while they come back full, keep at most
-        `window` sends in flight (each channel at its own concurrency), and settle what
-        finished together. A hung provider holds up only its own channel's slots.
-        Database work runs off the loop. Returns how many sends were claimed."""
+        `window` claimed sends unsettled (each channel at its own concurrency), and settle
+        whatever finished while the last settle ran, together. A hung provider holds up
+        only its own channel's slots. Database work runs off the loop, one statement
+        group at a time, while sends go on. `stop()` true: claim no more, finish and
+        settle what is in flight. Returns how many sends were claimed."""
         batch = max(self.routing.batch, 1)
+        window = max(self.window, batch)
         gates: dict[str, asyncio.Semaphore] = {}
+        finished: list[tuple[Claimed, SendResult]] = []
+        arrived = asyncio.Event()
+        inflight: set[asyncio.Task[None]] = set()
 
-        async def send(c: Claimed) -> tuple[Claimed, SendResult]:
+        async def send(c: Claimed) -> None:
             gate = gates.get(c.channel)
             if gate is None:
                 gate = gates[c.channel] = asyncio.Semaphore(self.concurrency(c.channel))
             async with gate:
-                return c, await self._send(c)
+                result = await self._send(c)
+            finished.append((c, result))
+            arrived.set()
 
-        inflight: set[asyncio.Task[tuple[Claimed, SendResult]]] = set()
         total = 0
         more = True
         try:
             while True:
-                while more and len(inflight) + batch <= self.window:
+                if finished:
+                    outcomes = finished[:]
+                    del finished[:]
+                    if await asyncio.to_thread(self.settle_many, outcomes, self.clock.now()):
+                        more = True
+                if stop is not None and stop():
+                    more = False
+                if more and len(inflight) + len(finished) + batch <= window:
                     claimed = await asyncio.to_thread(self.claim, self.clock.now(), batch)
                     total += len(claimed)
                     more = len(claimed) == batch
-                    inflight |= {asyncio.ensure_future(send(c)) for c in claimed}
-                if not inflight:
-                    return total
-                done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                outcomes = [t.result() for t in done]
-                if await asyncio.to_thread(self.settle_many, outcomes, self.clock.now()):
-                    more = True
+                    for c in claimed:
+                        task = asyncio.ensure_future(send(c))
+                        inflight.add(task)
+                        task.add_done_callback(inflight.discard)
+                elif not finished:
+                    if not inflight:
+                        return total
+                    arrived.clear()
+                    await arrived.wait()
         finally:
             # Cancelled (shutdown): unsent claims stay claimed and are retaken after the
             # lease, settled by lookup first.
-            for t in inflight:
+            for t in list(inflight):
                 t.cancel()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -194,8 +195,37 @@ async def test_one_client_for_the_notifiers_life_closed_by_aclose(
     for i in range(3):
         result = await hook.send(make_notification(delivery_id=100 + i))
         assert result.outcome == "delivered"
-    assert hook.http.made == 1  # one pool and TLS context, not one per POST
-    client = hook.http.get()
+    assert hook.http.made == 1  # one client and TLS context, not one per POST
+    async with hook.http.lane() as client:
+        pass
     await hook.aclose()
     assert client.is_closed
     await hook.aclose()  # twice is harmless
+
+
+async def test_concurrent_sends_each_get_a_lane_and_later_sends_reuse_them(
+    receiver: FakeWebhookReceiver,
+) -> None:
+    hook = WebhookNotifier(settings(receiver), secrets())
+    await hook.start()
+    first = await asyncio.gather(*(hook.send(make_notification(delivery_id=i)) for i in range(6)))
+    assert [r.outcome for r in first] == ["delivered"] * 6
+    lanes = hook.http.made
+    assert 1 <= lanes <= 6  # never more lanes than sends at once
+    again = await asyncio.gather(*(hook.send(make_notification(delivery_id=i)) for i in range(6)))
+    assert [r.outcome for r in again] == ["delivered"] * 6
+    assert hook.http.made == lanes  # reused, not made again
+    assert len(receiver.requests) == 12
+    made = hook.http.lanes
+    assert len(made) == lanes
+    await hook.aclose()
+    assert all(lane.is_closed for lane in made)
+
+
+async def test_lanes_are_bounded_by_max_connections(receiver: FakeWebhookReceiver) -> None:
+    hook = WebhookNotifier(settings(receiver), secrets())
+    hook.http.max_connections = 2
+    results = await asyncio.gather(*(hook.send(make_notification(delivery_id=i)) for i in range(7)))
+    assert [r.outcome for r in results] == ["delivered"] * 7
+    assert hook.http.made <= 2
+    await hook.aclose()

@@ -1,0 +1,245 @@
+"""The draining dispatcher's pipeline: wake-ups that never touch the scheduler, batch
+settles in a fixed number of statements, lost claims, and stopping mid-drain
+(pinned clock, SQLite, a recording channel)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import event
+
+from monitor.notifiers.base import Notification, SendResult
+from monitor.services.dispatch import Dispatcher
+from monitor.store.db import session_scope
+from monitor.store.models import DeliveryAttemptRow
+from tests.daemon.conftest import START, Rig
+from tests.daemon.helpers import attempts, deliveries, enrol, lab
+
+
+class Channel:
+    """Answers each send with the next scripted outcome (delivered when none is left),
+    and runs a hook during the first send when one is set."""
+
+    name: ClassVar[str] = "recording"
+
+    def __init__(self, *outcomes: str) -> None:
+        self.outcomes = list(outcomes)
+        self.sent: list[int] = []
+        self.during_first: Callable[[], None] | None = None
+
+    async def send(self, notification: Notification) -> SendResult:
+        await asyncio.sleep(0)
+        if not self.sent and self.during_first is not None:
+            self.during_first()
+        self.sent.append(notification.delivery_id)
+        outcome = self.outcomes.pop(0) if self.outcomes else "delivered"
+        if outcome == "delivered":
+            return SendResult("delivered", provider_id=f"r-{notification.delivery_id}")
+        return SendResult("transient", error="HTTP 503: busy")
+
+    async def lookup(self, notification: Notification) -> SendResult | None:
+        return None
+
+
+def _stop_alerts(rig: Rig, n: int) -> None:
+    for i in range(n):
+        enrol(rig, f"P-{i}")
+        lab(rig, f"P-{i}", alt=640, ast=300)
+
+
+def _dispatcher(rig: Rig, channel: Channel, worker: str = "here:1:a", **routing: Any) -> Dispatcher:
+    d = rig.service.dispatcher
+    return Dispatcher(
+        d.engine,
+        dataclasses.replace(d.routing, **routing) if routing else d.routing,
+        {"sms": channel, "email": channel},
+        d.clock,
+        worker=worker,
+    )
+
+
+class _Statements:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.seen.append(statement.split(None, 1)[0].upper())
+
+
+@pytest.fixture
+def statements(rig: Rig) -> Iterator[_Statements]:
+    seen = _Statements()
+    event.listen(rig.service.engine, "before_cursor_execute", seen)
+    yield seen
+    event.remove(rig.service.engine, "before_cursor_execute", seen)
+
+
+# --- settle -------------------------------------------------------------------------
+
+
+def test_a_batch_settles_in_the_same_few_statements_whatever_its_size(
+    rig: Rig, statements: _Statements
+) -> None:
+    _stop_alerts(rig, 12)
+    d = _dispatcher(rig, Channel())
+    claimed = d.claim(rig.clock.now(), 100)
+    assert len(claimed) == 12
+    outcomes = [
+        (c, SendResult("delivered", provider_id=f"p-{i}") if i % 3 else SendResult("transient"))
+        for i, c in enumerate(claimed)
+    ]
+    statements.seen.clear()
+    d.settle_many(outcomes, rig.clock.now())
+    # BEGIN, the held claims, attempts closed, deliveries done, deliveries due again
+    assert statements.seen.count("UPDATE") == 3
+    assert statements.seen.count("SELECT") == 1
+    states = {r.id: r for r in deliveries(rig)}
+    for i, c in enumerate(claimed):
+        row = states[c.delivery_id]
+        if i % 3:
+            assert row.state == "delivered" and row.provider_id == f"p-{i}"
+        else:
+            assert row.state == "pending" and row.next_attempt_at > rig.clock.now()
+        assert row.claimed_until is None
+    closed = {a.id: a for a in attempts(rig)}
+    assert all(closed[c.attempt_id].finished_at == rig.clock.now() for c in claimed)
+    assert sorted(a.outcome or "" for a in closed.values()) == sorted(
+        ["transient"] * 4 + ["delivered"] * 8
+    )
+
+
+def test_a_claim_lost_to_another_worker_keeps_its_attempt_but_not_the_delivery(rig: Rig) -> None:
+    _stop_alerts(rig, 1)
+    slow = _dispatcher(rig, Channel(), worker="here:1:slow")
+    [mine] = slow.claim(rig.clock.now())
+    later = rig.clock.now() + slow.lease + timedelta(seconds=1)  # the lease lapsed
+    other = _dispatcher(rig, Channel(), worker="there:2:other")
+    [theirs] = other.claim(later)
+    assert theirs.delivery_id == mine.delivery_id and theirs.reclaimed
+    slow.settle(mine, SendResult("delivered", provider_id="late"), later)
+    [row] = deliveries(rig)
+    assert row.state == "sending" and row.claimed_by == "there:2:other"  # not ours to close
+    with session_scope(rig.service.engine) as s:
+        attempt = s.get(DeliveryAttemptRow, mine.attempt_id)
+        assert attempt is not None and attempt.outcome == "delivered"  # but kept
+    other.settle(theirs, SendResult("delivered", provider_id="p-2"), later)
+    [row] = deliveries(rig)
+    assert row.state == "delivered" and row.provider_id == "p-2"
+
+
+# --- the drain ----------------------------------------------------------------------
+
+
+async def test_stopping_mid_drain_claims_no_more_and_settles_what_was_sent(rig: Rig) -> None:
+    _stop_alerts(rig, 6)
+    channel = Channel()
+    stopping = threading.Event()
+    channel.during_first = stopping.set
+    d = _dispatcher(rig, channel, batch=2)
+    n = await d.run_once(stop=stopping.is_set)
+    assert 2 <= n < 6  # unstopped, batches of 2 would have claimed all six
+    rows = deliveries(rig)
+    assert sorted(r.state for r in rows) == ["delivered"] * n + ["pending"] * (6 - n)
+    assert all(r.claimed_until is None for r in rows)  # nothing left claimed
+    assert len(channel.sent) == n
+
+
+async def test_a_long_drain_keeps_claiming_while_it_settles(rig: Rig) -> None:
+    _stop_alerts(rig, 9)
+    channel = Channel("transient")
+    d = _dispatcher(rig, channel, batch=2)
+    assert await d.run_once() == 9  # batches of 2 until one came back short
+    rows = deliveries(rig)
+    assert sorted(r.state for r in rows) == ["delivered"] * 8 + ["pending"]
+    assert len(channel.sent) == 9
+
+
+# --- wake-ups -----------------------------------------------------------------------
+
+
+def _watch_scheduler(rig: Rig) -> list[str]:
+    sched = rig.service.start_scheduler(3600, 3600, 3600, first_run=START + timedelta(days=999))
+    for job in ("sweep", "escalate", "heartbeat"):
+        sched.remove_job(job)
+    touched: list[str] = []
+    real_get_job = sched.get_job
+
+    def get_job(job_id: str, jobstore: str | None = None) -> Any:
+        touched.append(job_id)
+        return real_get_job(job_id, jobstore)
+
+    sched.get_job = get_job  # type: ignore[method-assign]
+    sched.modify_job = lambda *a, **k: touched.append("modify")  # type: ignore[method-assign,assignment,return-value]
+    return touched
+
+
+async def _drains_done(rig: Rig) -> None:
+    while rig.service._drains:
+        await asyncio.gather(*rig.service._drains)
+
+
+async def test_a_wake_up_during_a_drain_goes_round_again_without_the_scheduler(rig: Rig) -> None:
+    enrol(rig, "P-1")
+    enrol(rig, "P-2")
+    touched = _watch_scheduler(rig)
+    channel = Channel()
+    rig.service.dispatcher.notifiers = {"sms": channel, "email": channel}
+
+    def new_alert_mid_drain() -> None:
+        lab(rig, "P-2", alt=640, ast=300)
+        for _ in range(50):  # a burst of wake-ups: a flag each
+            rig.service.wake_dispatcher()
+
+    channel.during_first = new_alert_mid_drain
+    lab(rig, "P-1", alt=640, ast=300)
+    try:
+        rig.service.wake_dispatcher()  # idle: starts a drain on the loop, no tick needed
+        assert len(rig.service._drains) == 1
+        await _drains_done(rig)
+    finally:
+        assert rig.service.scheduler is not None
+        rig.service.scheduler.shutdown(wait=False)
+    assert touched == []
+    sent = [d for d in deliveries(rig) if d.state == "delivered"]
+    assert {d.patient_id for d in sent} == {"P-1", "P-2"}
+    assert len(channel.sent) == len(sent)  # nothing sent twice
+
+
+async def test_a_wake_up_from_another_thread_starts_a_drain_on_the_loop(rig: Rig) -> None:
+    enrol(rig, "P-1")
+    _watch_scheduler(rig)
+    channel = Channel()
+    rig.service.dispatcher.notifiers = {"sms": channel, "email": channel}
+    lab(rig, "P-1", alt=640, ast=300)
+    try:
+        await asyncio.to_thread(rig.service.wake_dispatcher)
+        for _ in range(100):  # the thread's call_soon_threadsafe lands within a few turns
+            if rig.service._drains or channel.sent:
+                break
+            await asyncio.sleep(0)
+        await _drains_done(rig)
+    finally:
+        assert rig.service.scheduler is not None
+        rig.service.scheduler.shutdown(wait=False)
+    assert [d.state for d in deliveries(rig) if d.patient_id == "P-1"] == ["delivered"]
+
+
+async def test_no_drain_starts_after_sigterm(rig: Rig) -> None:
+    enrol(rig, "P-1")
+    _watch_scheduler(rig)
+    lab(rig, "P-1", alt=640, ast=300)
+    rig.service.stopping.set()
+    try:
+        rig.service.wake_dispatcher()
+        assert rig.service._drains == set()
+        assert await rig.service.dispatch() == 0
+    finally:
+        assert rig.service.scheduler is not None
+        rig.service.scheduler.shutdown(wait=False)
+    assert [d.state for d in deliveries(rig)] == ["pending"]
