@@ -15,7 +15,6 @@ unread. Everything written stays inside the folder: names come from the listing.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import stat
@@ -26,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from monitor.sources.base import Ingest, content_name, timezone_of
+from monitor.sources.base import Ingest, Threads, content_name, timezone_of
 
 log = structlog.get_logger(__name__)
 
@@ -48,16 +47,17 @@ class CSVFolder:
         self.now = now
         self.timezone = timezone_of(settings)
         self._warned: set[str] = set()
+        self.threads = Threads("csv-folder", 1)
 
     async def start(self) -> None:
         for sub in ("", "processed", "quarantine"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
 
     async def stop(self) -> None:
-        return None
+        self.threads.close()
 
     async def scan(self) -> int:
-        return await asyncio.to_thread(self.scan_sync)
+        return await self.threads.run(self.scan_sync)
 
     def scan_sync(self) -> int:
         """Take every settled file once; returns how many files were handled."""

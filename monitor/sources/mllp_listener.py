@@ -9,14 +9,13 @@ the sender resends.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from monitor.sources.base import Ingest, timezone_of
+from monitor.sources.base import Ingest, Threads, timezone_of
 from monitor.sources.hl7v2 import build_ack
 from monitor.sources.mllp import (
     DEFAULT_FRAME_TIMEOUT,
@@ -41,6 +40,8 @@ class MLLPListener:
         self.port = int(settings.get("port", 2575))
         self.ingest = ingest
         self.timezone = timezone_of(settings)
+        max_connections = int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS))
+        self.threads = Threads("mllp", max_connections)
         self.server = MLLPServer(
             self.host,
             self.port,
@@ -48,7 +49,7 @@ class MLLPListener:
             max_message_bytes=int(settings.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)),
             idle_timeout=float(settings.get("idle_timeout_s", DEFAULT_IDLE_TIMEOUT)),
             frame_timeout=float(settings.get("frame_timeout_s", DEFAULT_FRAME_TIMEOUT)),
-            max_connections=int(settings.get("max_connections", DEFAULT_MAX_CONNECTIONS)),
+            max_connections=max_connections,
             tls=server_context(settings, base_dir or Path.cwd()),
             refuse=lambda head, reason: build_ack(head, "AR", reason),
         )
@@ -59,9 +60,10 @@ class MLLPListener:
 
     async def stop(self) -> None:
         await self.server.close()
+        self.threads.close()
 
     async def handle(self, text: str) -> str:
-        return await asyncio.to_thread(self.handle_sync, text)
+        return await self.threads.run(self.handle_sync, text)
 
     def handle_sync(self, text: str) -> str:
         out = self.ingest(text, "hl7", self.name, assume_tz=self.timezone)
