@@ -4,15 +4,12 @@ and on generated text full of separators, escapes and odd whitespace."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hl7
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.sources.hl7_text import normalize, read_segments, split_batch
-
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "hl7"
+from tests.sources.samples import SAMPLES
 
 
 def library_fields(text: str) -> list[list[str]]:
