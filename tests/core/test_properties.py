@@ -123,13 +123,17 @@ def test_no_escalation_advice_over_an_abnormal_latest_panel(
         if f.rule != "titration.escalation_due":
             continue
         # A dose record equal to the dose in effect is not a change (the engine's
-        # reading: a restated dose does not restart the interval).
-        changes, current = [], 50.0  # the helper patient's start dose
+        # reading: a restated dose does not restart the interval), unless therapy was
+        # stopped since the dose before it: then it is a restart, a new cycle whose
+        # results are judged from there on (results before a stop do not carry over).
+        stops = [g.at for g in result.findings if g.is_stop]
+        changes, current, last_dose = [], 50.0, day(0)  # the helper's start dose
         for e in events:
             if isinstance(e, DoseEvent) and e.at <= f.at:
-                if e.dose_mg != current:
+                restart = any(last_dose <= at < e.at for at in stops)
+                if e.dose_mg != current or restart:
                     changes.append(e.at)
-                current = e.dose_mg
+                current, last_dose = e.dose_mg, e.at
         since = max(changes, default=day(0))
         labs = [e for e in events if isinstance(e, LabEvent) and since <= e.at <= f.at]
         panels = [lab for lab in labs if lab.is_liver_panel]
