@@ -199,6 +199,9 @@ def store_parsed(
         return out
     batch_start = 0
     last_of = _last_message_of_each_patient(messages) if commit_every else {}
+    # Patients judged only up to their latest result so far (more of theirs further
+    # on): judged to now at the end even if what came later was not stored (resends).
+    short: dict[str, IngestResult] = {}
     for number, msg in enumerate(messages, 1):
         out.results.append(
             ingest_message(
@@ -221,11 +224,22 @@ def store_parsed(
                     for m, r in zip(messages[batch_start:number], batch, strict=True)
                     if r.patient_id is not None and last_of[_patient_key(m)] > number
                 }
+                judged = {r.patient_id: r for r in batch if r.to_evaluate and r.patient_id}
                 evaluate_results(session, batch, now, protocols, routing, more_to_come=later)
+                for pid, r in judged.items():
+                    if pid in later:
+                        short[pid] = r
+                    else:
+                        short.pop(pid, None)
             batch_start = number
             session.commit()  # a long back-load never holds the write lock for long
     if evaluate:
-        evaluate_results(session, out.results[batch_start:], now, protocols, routing)
+        final = out.results[batch_start:]
+        judged_now = {r.patient_id for r in final if r.to_evaluate}
+        pending = [r for pid, r in short.items() if pid not in judged_now]
+        for r in pending:
+            r.to_evaluate = True
+        evaluate_results(session, [*final, *pending], now, protocols, routing)
     return out
 
 

@@ -27,7 +27,9 @@ def backload() -> str:
     return "".join(out)
 
 
-def take_in(tmp_path_db: str, commit_every: int) -> tuple[Engine, list[set[str]]]:
+def take_in(
+    tmp_path_db: str, commit_every: int, payload: str | None = None
+) -> tuple[Engine, list[set[str]]]:
     engine = make_engine(tmp_path_db)
     upgrade(engine)
     for pid, mrn in (("P-1", "M1"), ("P-2", "M2")):
@@ -35,7 +37,7 @@ def take_in(tmp_path_db: str, commit_every: int) -> tuple[Engine, list[set[str]]
     with session_scope(engine) as s:
         out = ingest_payload(
             s,
-            backload(),
+            payload or backload(),
             "hl7",
             "file:hl7",
             NOW,
@@ -44,7 +46,8 @@ def take_in(tmp_path_db: str, commit_every: int) -> tuple[Engine, list[set[str]]
             MAPPING,
             commit_every=commit_every,
         )
-    assert out.stored == 30
+    if payload is None:
+        assert out.stored == 30
     return engine, [{a.rule for a in r.alerts} for r in out.results]
 
 
@@ -60,3 +63,19 @@ def test_batches_raise_what_one_evaluation_of_the_file_raises(tmp_path) -> None:
     assert not [r for r in raised(batched) if r[1] == "lab.overdue"], raised(batched)
     # The stop line is judged in the first batch, not when P-1's last result comes.
     assert "stop.transaminase" in per_message[0]
+
+
+def test_a_patient_whose_last_message_is_a_resend_is_still_judged_to_now(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """P-1's results end 20 days before now, and the file ends with a resend of its
+    first message: the batch that stored its results judged it only to its latest
+    result, so it must still be judged to now (overdue) before the ingest ends."""
+    early = NOW - timedelta(days=29)
+    payload = "".join(
+        [hl7("A0", "M1", early, alt=25, ast=22)]
+        + [hl7(f"B{k}", "M2", early + timedelta(days=2 * k), alt=24) for k in range(14)]
+        + [hl7("A0", "M1", early, alt=25, ast=22)]  # the same message again
+    )
+    whole, _ = take_in(f"sqlite:///{tmp_path / 'whole.db'}", 0, payload)
+    batched, _ = take_in(f"sqlite:///{tmp_path / 'batched.db'}", 2, payload)
+    assert raised(batched) == raised(whole)
+    assert ("P-1", "lab.overdue") in {(p, r) for p, r, _ in raised(batched)}
