@@ -22,8 +22,12 @@ class IdentityMemo(Generic[T]):
     def get(self, parts: tuple[object, ...], compute: Callable[[], T]) -> T:
         key = tuple(map(id, parts))
         hit = self._entries.get(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], parts, strict=True)):
-            return hit[1]
+        if hit is not None:
+            for held, part in zip(hit[0], parts, strict=True):  # no generator: hot path
+                if held is not part:
+                    break
+            else:
+                return hit[1]
         value = compute()
         if len(self._entries) >= self.size:
             self._entries.clear()

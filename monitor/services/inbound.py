@@ -45,11 +45,16 @@ def bounded_id(text: str, limit: int = ID_COLUMN) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def clean(value: Any) -> Any:
     """A JSON-able value with every string made storable (keys too)."""
+    if type(value) in _SCALARS:  # most of a lab payload: no ABC check for them
+        return value
     if isinstance(value, str):
         return storable(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, dict | Mapping):
         return {storable(str(k)): clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [clean(v) for v in value]
