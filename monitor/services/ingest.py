@@ -1,10 +1,11 @@
 """Ingest: parsed lab messages into the store, or into quarantine, never neither.
 
-One call per `LabMessage`, one transaction: the raw message is recorded, the patient
-is matched by identifier, each draw becomes a lab event through intake (and is
-evaluated at once), values that cannot be judged wait in quarantine on their own
-(`monitor.services.held`), or the whole message is quarantined with a reason in
-plain words.
+One call per `LabMessage`, in the caller's transaction: the raw message is recorded,
+the patient is matched by identifier, each draw becomes a lab event (written with
+Core: the ORM's unit of work cost more than the rows), values that cannot be judged
+wait in quarantine on their own (`monitor.services.held`), or the whole message is
+quarantined with a reason in plain words. The patient is judged by the caller's
+batch (`monitor.services.deferred`) unless `evaluate=True`.
 
 A message is known by (source, sender, message id), compared as literals: a resend
 is answered and stored once; a new version replaces only what its own earlier
