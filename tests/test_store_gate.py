@@ -100,3 +100,16 @@ def test_waiting_is_bounded_like_sqlites_own_lock(
     assert failed and isinstance(failed[0].orig, sqlite3.OperationalError)
     assert "locked" in str(failed[0])
     assert not gate(tmp_path).locked(), "a BEGIN that never got the gate holds nothing"
+
+
+def test_a_session_closed_without_commit_lets_go(engine: Engine, tmp_path: Path) -> None:
+    """The pool's reset on return rolls back: the gate goes with it."""
+    from sqlmodel import Session
+
+    session = Session(engine)
+    session.execute(text("INSERT INTO t VALUES (1)"))
+    assert gate(tmp_path).locked()
+    session.close()
+    assert not gate(tmp_path).locked()
+    with engine.begin() as c:
+        assert c.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
