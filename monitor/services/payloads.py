@@ -142,80 +142,108 @@ def store_parsed(
     """Store (or quarantine) what `parse_payload` read. The patients stored for are
     judged once per batch (before each `commit_every` commit, and at the end);
     `evaluate=False` leaves that to the caller's batch (the group writer's)."""
-    fmt, text, assume_tz, source_name = (
-        parsed.fmt,
-        parsed.text,
-        parsed.assume_tz,
-        parsed.source_name,
-    )
-    messages = parsed.messages
     if parsed.error is not None:
         exc = parsed.error
         details = [str(p) for p in exc.problems]
         q = quarantine(
             session,
             source,
-            fmt,
-            text,
+            parsed.fmt,
+            parsed.text,
             exc.reason,
             now,
             None,
-            {"problems": details, "assume_tz": assume_tz},
+            {"problems": details, "assume_tz": parsed.assume_tz},
         )
         return PayloadResult(quarantine_id=q.id, reason=exc.reason, problems=details)
-    out = PayloadResult()
     if whole:
-        nested = session.begin_nested()
-        for msg in messages:
-            result = ingest_message(
+        return _store_whole(session, parsed, source, now, protocols, routing, evaluate)
+    return _store_in_batches(
+        session, parsed, source, now, protocols, routing, commit_every, evaluate
+    )
+
+
+def _take(
+    session: Session,
+    parsed: Parsed,
+    msg: LabMessage,
+    source: str,
+    now: datetime,
+    protocols: Mapping[str, Protocol],
+    routing: Routing | None,
+) -> IngestResult:
+    """One message of the payload through ingest, its judging left to the batch."""
+    raw = raw_of(msg, parsed.text)
+    return ingest_message(
+        session,
+        msg,
+        raw,
+        source,
+        now,
+        protocols,
+        routing,
+        assume_tz=parsed.assume_tz,
+        evaluate=False,
+    )
+
+
+def _store_whole(
+    session: Session,
+    parsed: Parsed,
+    source: str,
+    now: datetime,
+    protocols: Mapping[str, Protocol],
+    routing: Routing | None,
+    evaluate: bool,
+) -> PayloadResult:
+    """All of the file or none of it: one message held holds the whole file."""
+    out = PayloadResult()
+    nested = session.begin_nested()
+    for msg in parsed.messages:
+        result = _take(session, parsed, msg, source, now, protocols, routing)
+        out.results.append(result)
+        if result.outcome == "quarantined":
+            nested.rollback()
+            reason = f"{parsed.source_name}: {result.reason}; nothing in the file was taken in"
+            q = quarantine(
                 session,
-                msg,
-                raw_of(msg, text),
                 source,
+                parsed.fmt,
+                parsed.text,
+                reason,
                 now,
-                protocols,
-                routing,
-                assume_tz=assume_tz,
-                evaluate=False,
+                None,
+                {"message_id": msg.message_id, "assume_tz": parsed.assume_tz},
             )
-            out.results.append(result)
-            if result.outcome == "quarantined":
-                nested.rollback()
-                reason = f"{source_name}: {result.reason}; nothing in the file was taken in"
-                q = quarantine(
-                    session,
-                    source,
-                    fmt,
-                    text,
-                    reason,
-                    now,
-                    None,
-                    {"message_id": msg.message_id, "assume_tz": assume_tz},
-                )
-                return PayloadResult(quarantine_id=q.id, reason=reason)
-        nested.commit()
-        if evaluate:
-            evaluate_results(session, out.results, now, protocols, routing)
-        return out
+            return PayloadResult(quarantine_id=q.id, reason=reason)
+    nested.commit()
+    if evaluate:
+        evaluate_results(session, out.results, now, protocols, routing)
+    return out
+
+
+def _store_in_batches(
+    session: Session,
+    parsed: Parsed,
+    source: str,
+    now: datetime,
+    protocols: Mapping[str, Protocol],
+    routing: Routing | None,
+    commit_every: int,
+    evaluate: bool,
+) -> PayloadResult:
+    """Message by message, committed every `commit_every` (0: by the caller), each
+    batch's patients judged before its commit. A patient with more messages further
+    on is judged only up to its latest stored result (judged to now, the batch would
+    call overdue the tests the rest of the file brings), and to now at the end even
+    if what came later was not stored (a resend)."""
+    out = PayloadResult()
+    messages = parsed.messages
     batch_start = 0
     last_of = _last_message_of_each_patient(messages) if commit_every else {}
-    # Patients judged only up to their latest result so far (more of theirs further
-    # on): judged to now at the end even if what came later was not stored (resends).
-    short: dict[str, IngestResult] = {}
+    short: dict[str, IngestResult] = {}  # judged only up to their latest result so far
     for number, msg in enumerate(messages, 1):
-        out.results.append(
-            ingest_message(
-                session,
-                msg,
-                raw_of(msg, text),
-                source,
-                now,
-                protocols,
-                routing,
-                assume_tz=assume_tz,
-                evaluate=False,
-            )
-        )
+        out.results.append(_take(session, parsed, msg, source, now, protocols, routing))
         if commit_every and number % commit_every == 0:
             if evaluate:
                 batch = out.results[batch_start:]
