@@ -42,7 +42,7 @@ from monitor.sdnotify import SystemdNotifier
 from monitor.secrets import SecretSource
 from monitor.services import patient_sms_job
 from monitor.services.deferred import evaluate_results
-from monitor.services.dispatch import Dispatcher, recover_orphans
+from monitor.services.dispatch import Dispatcher
 from monitor.services.escalation import escalate_due
 from monitor.services.evaluate import (
     UnknownPatient,
@@ -50,6 +50,7 @@ from monitor.services.evaluate import (
     evaluate_patients,
     new_code,
 )
+from monitor.services.failover import recover_orphans
 from monitor.services.instances import DEFAULT_LEASE_SECONDS, Heartbeat, new_instance_id
 from monitor.services.jobs import STATS
 from monitor.services.payloads import PayloadResult, parse_payload, store_parsed

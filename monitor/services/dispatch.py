@@ -3,8 +3,9 @@
 claim a batch (one UPDATE ... RETURNING; FOR UPDATE SKIP LOCKED on PostgreSQL) ->
 send with bounded concurrency per channel, on each notifier's long-lived client ->
 settle whatever finished in one transaction -> claim again while batches come back
-full. Retries, backoff with jitter, failover to the recipient's next channel and
-the delivery-failure alert live here once; notifiers only send and classify.
+full. Retries and backoff with jitter live here once, failover to the recipient's
+next channel and the delivery-failure alert in services/failover.py; notifiers only
+send and classify.
 
 The claim checks state and lease in its WHERE clause, so two dispatchers never send
 the same delivery; a claim whose lease ran out (a process killed mid-send, freed
@@ -27,15 +28,12 @@ from typing import Any
 import structlog
 from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
-from sqlmodel import select as sm_select
 
 from monitor.clock import Clock
 from monitor.notifiers.base import Notification, Notifier, SendResult
 from monitor.routing import Routing
-from monitor.services.evaluate import new_code
+from monitor.services.failover import fail_over
 from monitor.services.latency import VALUE_TO_SEND
-from monitor.services.outbox import deliveries_for
 from monitor.store.db import session_scope
 from monitor.store.models import AlertRow, DeliveryAttemptRow, DeliveryRow
 from monitor.store.types import UTCDateTime
@@ -466,91 +464,3 @@ class Dispatcher:
             # lease, settled by lookup first.
             for t in list(inflight):
                 t.cancel()
-
-
-def delivery_failure_alert(
-    session: Session, row: DeliveryRow, error: str | None, routing: Routing, now: datetime
-) -> None:
-    """Tell the coordinators a channel failed for good (never about their own notices)."""
-    if row.purpose == "delivery_failure":
-        log.error("delivery.failure_notice_failed", delivery_id=row.id, error=error)
-        return
-    lead = session.get(AlertRow, row.lead_alert_id)
-    assert lead is not None
-    failed_index = row.channel_index if row.state == "failed" else row.channel_index - 1
-    channel = row.channels[failed_index][0]
-    still = (
-        "no channel left"
-        if row.state == "failed"
-        else f"trying {row.channels[row.channel_index][0]} next"
-    )
-    alert = AlertRow(
-        code=new_code(session),
-        patient_id=lead.patient_id,
-        rule="delivery.failed",
-        severity="warning",
-        key=f"delivery:{row.id}:{failed_index}",
-        at=now,
-        raised_at=now,
-        message=(
-            f"Could not deliver alert {lead.code} ({lead.rule}) to {row.recipient} by "
-            f"{channel}: {error}; {still}. Check the contact details."
-        ),
-        details={"delivery_id": row.id, "error": error},
-        profile=lead.profile,
-        group_id=f"df-{row.id}-{failed_index}",
-        chain=[routing.failure_group],
-        route="delivery_failure",
-    )
-    session.add(alert)
-    session.flush()
-    deliveries_for(session, [alert], routing.failure_group, routing, now, "delivery_failure", 0)
-
-
-def fail_over(
-    session: Session, row: DeliveryRow, error: str | None, routing: Routing, now: datetime
-) -> None:
-    """A permanent failure: the recipient's next contact, or failed; coordinators told."""
-    row.last_error = error
-    if row.channel_index + 1 < len(row.channels):
-        row.channel_index += 1
-        row.state = "pending"
-        row.next_attempt_at = now
-        log.warning("delivery.failover", delivery_id=row.id, to=row.channels[row.channel_index][0])
-    else:
-        row.state = "failed"
-    row.updated_at = now
-    session.add(row)
-    delivery_failure_alert(session, row, error, routing, now)
-
-
-def recover_orphans(engine: Engine, now: datetime) -> int:
-    """Make claims of dead processes on this host claimable now instead of after the lease.
-
-    Claims are named `host:pid` (older) or `host:pid:token` (an instance id)."""
-    host = socket.gethostname()
-    freed = 0
-    with session_scope(engine) as session:
-        for row in session.exec(sm_select(DeliveryRow).where(DeliveryRow.state == "sending")):
-            parts = (row.claimed_by or "").split(":")
-            owner_host, pid = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
-            if owner_host != host[:80] and owner_host != host:
-                continue
-            if not pid.isdigit() or _alive(int(pid)):
-                continue
-            row.claimed_until = now - timedelta(seconds=1)
-            session.add(row)
-            freed += 1
-    return freed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

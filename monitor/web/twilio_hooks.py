@@ -22,7 +22,7 @@ from twilio.request_validator import RequestValidator
 
 from monitor.routing import Routing
 from monitor.services.alerts import AlertError, acknowledge
-from monitor.services.dispatch import fail_over
+from monitor.services.failover import fail_over
 from monitor.store.db import session_scope
 from monitor.store.models import DeliveryRow
 from monitor.web.patient_sms_hook import patient_reply
