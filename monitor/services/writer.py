@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -44,6 +45,7 @@ class _Unit(Generic[T]):
 
 
 _STOP: Any = object()
+GATHER_S = 0.002  # how long a batch waits for company when senders come together
 
 
 class GroupWriter:
@@ -64,6 +66,8 @@ class GroupWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
+        self.gather_s = GATHER_S
+        self._last = 0  # units in the last batch
         self.batches = 0  # commits made: a burst shows fewer batches than units
         self.units = 0
 
@@ -103,15 +107,26 @@ class GroupWriter:
                 return
             batch: list[_Unit[Any]] = [first]
             stop = False
+            # Several senders at once (the last batch had company): give the others a
+            # moment to finish parsing, so a batch's evaluation and commit are shared
+            # by more messages. A lone message never waits.
+            until = time.monotonic() + self.gather_s if self._last > 1 else None
             while len(batch) < self.max_batch:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    left = until - time.monotonic() if until is not None else 0.0
+                    if left <= 0:
+                        break
+                    try:
+                        more = self._queue.get(timeout=left)
+                    except queue.Empty:
+                        break
                 if more is _STOP:
                     stop = True
                     break
                 batch.append(more)
+            self._last = len(batch)
             self._write(batch)
             if stop:
                 return

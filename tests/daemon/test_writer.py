@@ -120,3 +120,24 @@ def test_after_stop_a_submit_is_refused_and_stores_nothing(engine) -> None:  # t
     with pytest.raises(WriterStopped):
         writer.submit(_put("after"))
     assert _names(engine) == ["before"]
+
+
+def test_senders_that_come_together_share_a_batch_and_a_lone_one_never_waits(engine) -> None:  # type: ignore[no-untyped-def]
+    writer = GroupWriter(engine, max_batch=2)
+    writer.gather_s = 30.0  # far longer than the test: only a full batch ends the wait
+    lone = threading.Thread(target=lambda: writer.submit(_put("lone")))
+    lone.start()
+    lone.join(10)
+    assert not lone.is_alive(), "a lone message is written at once, with no company to wait for"
+    assert writer.batches == 1
+    writer._last = 2  # the last batch had company: the next one waits for more
+    done: list[str] = []
+    a = threading.Thread(target=lambda: done.append(writer.submit(_put("a"))))
+    a.start()
+    b = threading.Thread(target=lambda: done.append(writer.submit(_put("b"))))
+    b.start()
+    a.join(10)
+    b.join(10)
+    assert sorted(done) == ["a", "b"]
+    assert writer.batches == 2, "a and b went in one batch and one commit"
+    writer.stop()
