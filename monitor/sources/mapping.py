@@ -127,6 +127,10 @@ class Mapping:
         Used only for codes that are not mapped, so that a liver result the mapping
         misses is reported instead of being ignored with the sodium and the CBC.
         """
+        # A monitored LOINC code sent without its system (or under another one) is
+        # still a liver result that the mapping misses: reported, not ignored.
+        if any(text.strip() in self.loinc_codes for text in texts):
+            return True
         words: list[str] = []
         for text in texts:
             words.extend(_WORD.findall(text.upper()))

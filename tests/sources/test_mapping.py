@@ -73,6 +73,9 @@ def test_analyzer_codes_need_the_sender_and_component_4() -> None:
         (("ALTITUDE",), False),
         (("Phosphate",), False),
         (("Liver Enzyme Upper Limit Normal",), False),
+        (("Bilirub SerPl-mCnc",), True),  # LOINC's short name
+        (("1975-2",), True),  # a monitored LOINC code, sent without its system
+        (("2951-2",), False),  # sodium's LOINC code
         ((), False),
     ],
 )
