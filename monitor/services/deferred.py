@@ -23,9 +23,9 @@ from sqlmodel import Session
 from monitor.core.protocol import Protocol
 from monitor.routing import Routing
 from monitor.services.evaluate import UnknownPatient, evaluate_patients
-from monitor.services.histories import PATIENTS
 from monitor.services.ingest import IngestResult
 from monitor.store.models import AlertRow
+from monitor.store.tables import PATIENTS
 
 log = structlog.get_logger(__name__)
 

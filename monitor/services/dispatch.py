@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from monitor.clock import Clock
@@ -35,7 +35,8 @@ from monitor.routing import Routing
 from monitor.services.failover import fail_over
 from monitor.services.latency import VALUE_TO_SEND
 from monitor.store.db import session_scope
-from monitor.store.models import AlertRow, DeliveryAttemptRow, DeliveryRow
+from monitor.store.models import DeliveryRow
+from monitor.store.tables import ALERTS, ATTEMPTS, DELIVERIES
 from monitor.store.types import UTCDateTime
 
 log = structlog.get_logger(__name__)
@@ -64,9 +65,6 @@ def backoff(attempts: int, routing: Routing, rand: Callable[[], float]) -> timed
 
 # --- the hot statements, built once (building one costs more than running it) --------
 
-DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[attr-defined]
-ATTEMPTS: Table = DeliveryAttemptRow.__table__  # type: ignore[attr-defined]
-ALERTS: Table = AlertRow.__table__  # type: ignore[attr-defined]
 _D = DELIVERIES.c
 _NOW = bindparam("now", type_=UTCDateTime())
 

@@ -21,6 +21,7 @@ from monitor.services.held import held_times
 from monitor.services.inbound import clean, storable
 from monitor.sources.model import LabMessage, Observation
 from monitor.store.models import EventRow
+from monitor.store.tables import EVENTS as _EVENTS
 
 
 def draws(msg: LabMessage, now: datetime) -> dict[datetime, list[Observation]]:
@@ -57,7 +58,6 @@ def same_draw(session: Session, patient_id: str, at: datetime) -> list[Row[Any]]
 
 
 # Built once: building a statement costs more than running it (issue 10).
-_EVENTS = EventRow.__table__  # type: ignore[attr-defined]
 _SAME_DRAWS = sa.select(
     _EVENTS.c.id, _EVENTS.c.at, _EVENTS.c.payload, _EVENTS.c.superseded_by, _EVENTS.c.inbound_id
 ).where(

@@ -32,6 +32,7 @@ from monitor.services.evaluate_writes import Change, Draft, write
 from monitor.services.histories import History
 from monitor.services.records import EventLike, event_rows, events_of, patient_of
 from monitor.store.models import AlertRow, EventRow, PatientRow
+from monitor.store.tables import PATIENTS as _PATIENTS
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +130,6 @@ class PatientFacts(typing.Protocol):
     def care_team(self) -> str | None: ...
 
 
-_PATIENTS = PatientRow.__table__  # type: ignore[attr-defined]
 _INTAKE_LOCK = (
     sa.select(_PATIENTS.c.id, _PATIENTS.c.start, _PATIENTS.c.care_team)
     .where(_PATIENTS.c.id == bindparam("patient_id"))

@@ -15,20 +15,19 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import Table, bindparam, insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from monitor.routing import Routing
-from monitor.services.histories import ALERTS, PATIENTS, SNAPSHOTS, History, silences
+from monitor.services.histories import History, silences
 from monitor.services.outbox import delivery_values, plan_group
-from monitor.store.models import AlertRow, DeliveryRow, PatientRow
+from monitor.store.models import AlertRow, PatientRow
+from monitor.store.tables import ALERTS, DELIVERIES, PATIENTS, SNAPSHOTS
 
 log = structlog.get_logger(__name__)
-
-DELIVERIES: Table = DeliveryRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass

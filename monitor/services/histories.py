@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import Session
@@ -26,19 +26,7 @@ from monitor.core.protocol import Protocol
 from monitor.engine import Snapshot
 from monitor.services import snapshots
 from monitor.services.records import StoredEvent, patient_of
-from monitor.store.models import (
-    AlertRow,
-    EngineSnapshotRow,
-    EventRow,
-    PatientRow,
-    SilenceRow,
-)
-
-PATIENTS: Table = PatientRow.__table__  # type: ignore[attr-defined]
-EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
-SNAPSHOTS: Table = EngineSnapshotRow.__table__  # type: ignore[attr-defined]
-ALERTS: Table = AlertRow.__table__  # type: ignore[attr-defined]
-SILENCES: Table = SilenceRow.__table__  # type: ignore[attr-defined]
+from monitor.store.tables import ALERTS, EVENTS, PATIENTS, SILENCES, SNAPSHOTS
 
 
 @dataclass

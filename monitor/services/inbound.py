@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from monitor.store.models import InboundMessageRow
+from monitor.store.tables import INBOUND
 
 ID_COLUMN = 200  # inbound_messages.message_id, sender, quarantine.message_id
 
@@ -63,7 +63,7 @@ def clean(value: Any) -> Any:
 
 # --- the inbound row, read and written with Core --------------------------------------
 # Built once: building a statement costs more than running it (issue 10).
-_T = InboundMessageRow.__table__  # type: ignore[attr-defined]
+_T = INBOUND
 _KEY = (_T.c.source, _T.c.sender, _T.c.message_id)
 _FIND = sa.select(_T.c.id, _T.c.outcome, _T.c.detail).where(
     _T.c.source == bindparam("source"),

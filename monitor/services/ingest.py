@@ -45,11 +45,12 @@ from monitor.services.intake import time_problem
 from monitor.sources.model import LabMessage
 from monitor.store.models import (
     AlertRow,
-    EventRow,
-    PatientIdentifierRow,
     PatientRow,
     QuarantineRow,
 )
+from monitor.store.tables import EVENTS as _EVENTS
+from monitor.store.tables import IDENTIFIERS as _IDENTIFIERS
+from monitor.store.tables import PATIENTS as _PATIENTS
 from monitor.teams import team_for_source
 
 log = structlog.get_logger(__name__)
@@ -80,14 +81,11 @@ class Unmatched(ValueError):
 
 # Built once: building a statement costs more than running it (issue 10). Core, not the
 # ORM, on the per-message path: the unit of work cost more than the rows it wrote.
-_IDENTIFIERS = PatientIdentifierRow.__table__  # type: ignore[attr-defined]
 _BY_IDENTIFIER = sa.select(_IDENTIFIERS.c.patient_id).where(
     _IDENTIFIERS.c.system.in_(bindparam("systems", expanding=True)),
     _IDENTIFIERS.c.value == bindparam("value"),
 )
-_EVENTS = EventRow.__table__  # type: ignore[attr-defined]
 _NEW_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
-_PATIENTS = PatientRow.__table__  # type: ignore[attr-defined]
 _SET_TEAM = (
     update(_PATIENTS)
     .where(_PATIENTS.c.id == bindparam("team_of"), _PATIENTS.c.care_team.is_(None))
