@@ -7,7 +7,7 @@ quarantined as one item.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -156,119 +156,104 @@ def store_parsed(
             {"problems": details, "assume_tz": parsed.assume_tz},
         )
         return PayloadResult(quarantine_id=q.id, reason=exc.reason, problems=details)
-    if whole:
-        return _store_whole(session, parsed, source, now, protocols, routing, evaluate)
-    return _store_in_batches(
-        session, parsed, source, now, protocols, routing, commit_every, evaluate
-    )
+    store = _Storing(session, parsed, source, now, protocols, routing)
+    return store.whole(evaluate) if whole else store.in_batches(commit_every, evaluate)
 
 
-def _take(
-    session: Session,
-    parsed: Parsed,
-    msg: LabMessage,
-    source: str,
-    now: datetime,
-    protocols: Mapping[str, Protocol],
-    routing: Routing | None,
-) -> IngestResult:
-    """One message of the payload through ingest, its judging left to the batch."""
-    raw = raw_of(msg, parsed.text)
-    return ingest_message(
-        session,
-        msg,
-        raw,
-        source,
-        now,
-        protocols,
-        routing,
-        assume_tz=parsed.assume_tz,
-        evaluate=False,
-    )
+@dataclass(frozen=True)
+class _Storing:
+    """One parsed payload on its way into the store: what every message shares."""
 
+    session: Session
+    parsed: Parsed
+    source: str
+    now: datetime
+    protocols: Mapping[str, Protocol]
+    routing: Routing | None
 
-def _store_whole(
-    session: Session,
-    parsed: Parsed,
-    source: str,
-    now: datetime,
-    protocols: Mapping[str, Protocol],
-    routing: Routing | None,
-    evaluate: bool,
-) -> PayloadResult:
-    """All of the file or none of it: one message held holds the whole file."""
-    out = PayloadResult()
-    nested = session.begin_nested()
-    for msg in parsed.messages:
-        result = _take(session, parsed, msg, source, now, protocols, routing)
-        out.results.append(result)
-        if result.outcome == "quarantined":
-            nested.rollback()
-            reason = f"{parsed.source_name}: {result.reason}; nothing in the file was taken in"
-            q = quarantine(
-                session,
-                source,
-                parsed.fmt,
-                parsed.text,
-                reason,
-                now,
-                None,
-                {"message_id": msg.message_id, "assume_tz": parsed.assume_tz},
-            )
-            return PayloadResult(quarantine_id=q.id, reason=reason)
-    nested.commit()
-    if evaluate:
-        evaluate_results(session, out.results, now, protocols, routing)
-    return out
+    def take(self, msg: LabMessage) -> IngestResult:
+        """One message through ingest, its judging left to the batch."""
+        return ingest_message(
+            self.session,
+            msg,
+            raw_of(msg, self.parsed.text),
+            self.source,
+            self.now,
+            self.protocols,
+            self.routing,
+            assume_tz=self.parsed.assume_tz,
+            evaluate=False,
+        )
 
+    def judge(self, results: list[IngestResult], more_to_come: Collection[str] = ()) -> None:
+        evaluate_results(
+            self.session, results, self.now, self.protocols, self.routing, more_to_come=more_to_come
+        )
 
-def _store_in_batches(
-    session: Session,
-    parsed: Parsed,
-    source: str,
-    now: datetime,
-    protocols: Mapping[str, Protocol],
-    routing: Routing | None,
-    commit_every: int,
-    evaluate: bool,
-) -> PayloadResult:
-    """Message by message, committed every `commit_every` (0: by the caller), each
-    batch's patients judged before its commit. A patient with more messages further
-    on is judged only up to its latest stored result (judged to now, the batch would
-    call overdue the tests the rest of the file brings), and to now at the end even
-    if what came later was not stored (a resend)."""
-    out = PayloadResult()
-    messages = parsed.messages
-    batch_start = 0
-    last_of = _last_message_of_each_patient(messages) if commit_every else {}
-    short: dict[str, IngestResult] = {}  # judged only up to their latest result so far
-    for number, msg in enumerate(messages, 1):
-        out.results.append(_take(session, parsed, msg, source, now, protocols, routing))
-        if commit_every and number % commit_every == 0:
-            if evaluate:
-                batch = out.results[batch_start:]
-                later = {
-                    r.patient_id
-                    for m, r in zip(messages[batch_start:number], batch, strict=True)
-                    if r.patient_id is not None and last_of[_patient_key(m)] > number
-                }
-                judged = {r.patient_id: r for r in batch if r.to_evaluate and r.patient_id}
-                evaluate_results(session, batch, now, protocols, routing, more_to_come=later)
-                for pid, r in judged.items():
-                    if pid in later:
-                        short[pid] = r
-                    else:
-                        short.pop(pid, None)
-            batch_start = number
-            session.commit()  # a long back-load never holds the write lock for long
-    if evaluate:
-        final = out.results[batch_start:]
-        judged_now = {r.patient_id for r in final if r.to_evaluate}
-        pending = [r for pid, r in short.items() if pid not in judged_now]
-        for r in pending:
-            r.to_evaluate = True
-        evaluate_results(session, [*final, *pending], now, protocols, routing)
-    return out
+    def whole(self, evaluate: bool) -> PayloadResult:
+        """All of the file or none of it: one message held holds the whole file."""
+        parsed, out = self.parsed, PayloadResult()
+        nested = self.session.begin_nested()
+        for msg in parsed.messages:
+            result = self.take(msg)
+            out.results.append(result)
+            if result.outcome == "quarantined":
+                nested.rollback()
+                reason = f"{parsed.source_name}: {result.reason}; nothing in the file was taken in"
+                q = quarantine(
+                    self.session,
+                    self.source,
+                    parsed.fmt,
+                    parsed.text,
+                    reason,
+                    self.now,
+                    None,
+                    {"message_id": msg.message_id, "assume_tz": parsed.assume_tz},
+                )
+                return PayloadResult(quarantine_id=q.id, reason=reason)
+        nested.commit()
+        if evaluate:
+            self.judge(out.results)
+        return out
+
+    def in_batches(self, commit_every: int, evaluate: bool) -> PayloadResult:
+        """Message by message, committed every `commit_every` (0: by the caller), each
+        batch's patients judged before its commit. A patient with more messages
+        further on is judged only up to its latest stored result (judged to now, the
+        batch would call overdue the tests the rest of the file brings), and to now
+        at the end even if what came later was not stored (a resend)."""
+        out = PayloadResult()
+        messages = self.parsed.messages
+        batch_start = 0
+        last_of = _last_message_of_each_patient(messages) if commit_every else {}
+        short: dict[str, IngestResult] = {}  # judged only up to their latest result so far
+        for number, msg in enumerate(messages, 1):
+            out.results.append(self.take(msg))
+            if commit_every and number % commit_every == 0:
+                if evaluate:
+                    batch = out.results[batch_start:]
+                    later = {
+                        r.patient_id
+                        for m, r in zip(messages[batch_start:number], batch, strict=True)
+                        if r.patient_id is not None and last_of[_patient_key(m)] > number
+                    }
+                    judged = {r.patient_id: r for r in batch if r.to_evaluate and r.patient_id}
+                    self.judge(batch, more_to_come=later)
+                    for pid, r in judged.items():
+                        if pid in later:
+                            short[pid] = r
+                        else:
+                            short.pop(pid, None)
+                batch_start = number
+                self.session.commit()  # a long back-load never holds the write lock for long
+        if evaluate:
+            final = out.results[batch_start:]
+            judged_now = {r.patient_id for r in final if r.to_evaluate}
+            pending = [r for pid, r in short.items() if pid not in judged_now]
+            for r in pending:
+                r.to_evaluate = True
+            self.judge([*final, *pending])
+        return out
 
 
 def _patient_key(msg: LabMessage) -> tuple[object, ...]:
