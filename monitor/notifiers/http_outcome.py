@@ -12,11 +12,17 @@ import math
 import time
 from collections.abc import Mapping
 
+import aiohttp
 import httpx
 
 from monitor.notifiers.base import SendResult
 
-__all__ = ["classify_status", "classify_transport_error", "parse_retry_after"]
+__all__ = [
+    "classify_aiohttp_error",
+    "classify_status",
+    "classify_transport_error",
+    "parse_retry_after",
+]
 
 # Raised before a byte of the request could be processed by the server.
 _BEFORE_SEND: tuple[type[httpx.TransportError], ...] = (
@@ -45,6 +51,30 @@ def classify_transport_error(exc: httpx.TransportError) -> SendResult:
     if isinstance(exc, httpx.ReadTimeout):
         return SendResult("unknown", error=f"no answer within the timeout: {detail}")
     # ReadError, RemoteProtocolError and the rest: the server had the request.
+    return SendResult("unknown", error=f"request sent, answer lost: {detail}")
+
+
+# aiohttp's errors before the request left: no connection, or none free in time.
+_AIOHTTP_BEFORE_SEND: tuple[type[Exception], ...] = (
+    aiohttp.ClientConnectorError,  # refused, DNS, TLS handshake, proxy connect
+    aiohttp.ConnectionTimeoutError,  # connecting or waiting for a pooled connection
+)
+_AIOHTTP_OUR_FAULT: tuple[type[Exception], ...] = (aiohttp.InvalidURL,)
+
+
+def classify_aiohttp_error(exc: Exception) -> SendResult:
+    """The same line for aiohttp: connect-phase failures transient, the rest unknown.
+
+    aiohttp does not tell a failed write from a failed read, so an error on an
+    established connection counts as "may have been received" (unknown), the safe side.
+    """
+    detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
+    if isinstance(exc, _AIOHTTP_BEFORE_SEND):
+        return SendResult("transient", error=f"request not sent: {detail}")
+    if isinstance(exc, _AIOHTTP_OUR_FAULT):
+        return SendResult("permanent", error=f"invalid request: {detail}")
+    if isinstance(exc, TimeoutError):
+        return SendResult("unknown", error=f"no answer within the timeout: {detail}")
     return SendResult("unknown", error=f"request sent, answer lost: {detail}")
 
 

@@ -14,12 +14,12 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import httpx
+import aiohttp
 import structlog
 
 from monitor.notifiers.base import Notification, SendResult
-from monitor.notifiers.http_client import SharedClient
-from monitor.notifiers.http_outcome import classify_status, classify_transport_error
+from monitor.notifiers.http_outcome import classify_aiohttp_error, classify_status
+from monitor.notifiers.http_session import HttpSession
 from monitor.notifiers.settings import ChannelSettings
 from monitor.secrets import SecretSource
 
@@ -59,7 +59,7 @@ class WebhookNotifier:
         self.timeout_s = s.positive_float("timeout_s", 10.0)
         self._key = s.secret("secret", "webhook_secret", secrets)
         s.finish()
-        self.http = SharedClient(self.timeout_s)
+        self.http = HttpSession(self.timeout_s)
 
     def __repr__(self) -> str:
         return f"WebhookNotifier(url={self.url!r})"
@@ -90,14 +90,11 @@ class WebhookNotifier:
             "Idempotency-Key": f"{notification.alert_code}-{notification.delivery_id}",
         }
         try:
-            async with self.http.lane() as client:  # one connection, this send's alone
-                response = await client.post(self.url, content=body, headers=headers)
-        except httpx.TransportError as exc:
-            result = classify_transport_error(exc)
+            response = await self.http.post(self.url, body, headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            result = classify_aiohttp_error(exc)
         else:
-            result = classify_status(
-                response.status_code, response.reason_phrase or "", response.headers
-            )
+            result = classify_status(response.status, response.reason, response.headers)
             if result.outcome == "delivered":
                 result = SendResult(
                     "delivered",

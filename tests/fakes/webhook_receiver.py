@@ -16,9 +16,10 @@ from typing import Any
 
 from tests.fakes.http_server import BackgroundHTTPServer, QuietHandler
 
-__all__ = ["HANG", "FakeWebhookReceiver", "ReceivedRequest"]
+__all__ = ["BIG", "HANG", "FakeWebhookReceiver", "ReceivedRequest"]
 
 HANG = -1
+BIG = -2  # 200 with a body far past what a sender should read (1 MiB)
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,13 @@ class _Handler(QuietHandler):
         ).hexdigest()
         given = headers.get("x-lab-monitor-signature", "")
         ok = bool(timestamp) and hmac.compare_digest(given, "sha256=" + expected)
-        fake._record(ReceivedRequest(self.path, headers, body, ok))
+        fake._record(ReceivedRequest(self.path, headers, body, ok), self.client_address[1])
         status = fake._next_status()
         if status == HANG:
             self.hang()
+            return
+        if status == BIG and ok:
+            self.send_json(200, {"ok": True, "padding": "x" * (1 << 20)})
             return
         if not ok:
             self.send_json(401, {"error": "bad signature"})
@@ -66,6 +70,7 @@ class FakeWebhookReceiver(BackgroundHTTPServer):
         self.key = key
         self._requests: list[ReceivedRequest] = []
         self._statuses: deque[int] = deque()
+        self._peers: set[int] = set()
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -73,13 +78,20 @@ class FakeWebhookReceiver(BackgroundHTTPServer):
             return list(self._requests)
 
     def queue_responses(self, *statuses: int) -> None:
-        """Next answers: HTTP statuses (429/503 come with Retry-After: 7) or HANG."""
+        """Next answers: HTTP statuses (429/503 come with Retry-After: 7), HANG or BIG."""
         with self.lock:
             self._statuses.extend(statuses)
 
-    def _record(self, request: ReceivedRequest) -> None:
+    @property
+    def peers(self) -> set[int]:
+        """The client ports requests came from: one per connection the sender opened."""
+        with self.lock:
+            return set(self._peers)
+
+    def _record(self, request: ReceivedRequest, port: int) -> None:
         with self.lock:
             self._requests.append(request)
+            self._peers.add(port)
 
     def _next_status(self) -> int:
         with self.lock:

@@ -8,14 +8,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from monitor.notifiers import NotifierConfigError
 from monitor.notifiers.base import Notification
-from monitor.notifiers.http_outcome import parse_retry_after
+from monitor.notifiers.http_outcome import classify_aiohttp_error, parse_retry_after
 from monitor.notifiers.webhook import WebhookNotifier
 from monitor.secrets import SecretSource
-from tests.fakes.webhook_receiver import HANG, FakeWebhookReceiver
+from tests.fakes.webhook_receiver import BIG, HANG, FakeWebhookReceiver
 from tests.notifiers.conftest import make_notification
 
 KEY = "webhook-test-key"
@@ -187,7 +188,7 @@ def test_retry_after_parsing(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header, now=now) == seconds
 
 
-async def test_one_client_for_the_notifiers_life_closed_by_aclose(
+async def test_one_session_for_the_notifiers_life_closed_by_aclose(
     receiver: FakeWebhookReceiver, notification: Notification
 ) -> None:
     hook = WebhookNotifier(settings(receiver), secrets())
@@ -195,37 +196,92 @@ async def test_one_client_for_the_notifiers_life_closed_by_aclose(
     for i in range(3):
         result = await hook.send(make_notification(delivery_id=100 + i))
         assert result.outcome == "delivered"
-    assert hook.http.made == 1  # one client and TLS context, not one per POST
-    async with hook.http.lane() as client:
-        pass
+    assert hook.http.made == 1  # one session and TLS context, not one per POST
+    assert len(receiver.peers) == 1  # and one kept-alive connection for sends in turn
     await hook.aclose()
-    assert client.is_closed
+    assert hook.http.closed
     await hook.aclose()  # twice is harmless
 
 
-async def test_concurrent_sends_each_get_a_lane_and_later_sends_reuse_them(
-    receiver: FakeWebhookReceiver,
+async def test_a_session_from_a_closed_loop_is_not_reused(
+    receiver: FakeWebhookReceiver, notification: Notification
 ) -> None:
     hook = WebhookNotifier(settings(receiver), secrets())
-    await hook.start()
-    first = await asyncio.gather(*(hook.send(make_notification(delivery_id=i)) for i in range(6)))
-    assert [r.outcome for r in first] == ["delivered"] * 6
-    lanes = hook.http.made
-    assert 1 <= lanes <= 6  # never more lanes than sends at once
-    again = await asyncio.gather(*(hook.send(make_notification(delivery_id=i)) for i in range(6)))
-    assert [r.outcome for r in again] == ["delivered"] * 6
-    assert hook.http.made == lanes  # reused, not made again
-    assert len(receiver.requests) == 12
-    made = hook.http.lanes
-    assert len(made) == lanes
+    assert (await hook.send(notification)).outcome == "delivered"
+
+    def elsewhere() -> str:
+        return asyncio.run(hook.send(make_notification(delivery_id=7))).outcome
+
+    assert await asyncio.to_thread(elsewhere) == "delivered"
+    assert (await hook.send(notification)).outcome == "delivered"
+    assert hook.http.made == 3
     await hook.aclose()
-    assert all(lane.is_closed for lane in made)
 
 
-async def test_lanes_are_bounded_by_max_connections(receiver: FakeWebhookReceiver) -> None:
+async def test_concurrent_sends_are_bounded_by_max_connections(
+    receiver: FakeWebhookReceiver,
+) -> None:
     hook = WebhookNotifier(settings(receiver), secrets())
     hook.http.max_connections = 2
     results = await asyncio.gather(*(hook.send(make_notification(delivery_id=i)) for i in range(7)))
     assert [r.outcome for r in results] == ["delivered"] * 7
-    assert hook.http.made <= 2
+    assert len(receiver.requests) == 7
+    assert 1 <= len(receiver.peers) <= 2
+    again = await asyncio.gather(*(hook.send(make_notification(delivery_id=i)) for i in range(4)))
+    assert [r.outcome for r in again] == ["delivered"] * 4
+    assert len(receiver.peers) <= 2  # the same connections, kept alive
+    assert hook.http.made == 1
     await hook.aclose()
+
+
+async def test_a_redirect_is_not_followed(
+    hook: WebhookNotifier, receiver: FakeWebhookReceiver, notification: Notification
+) -> None:
+    receiver.queue_responses(302)
+
+    result = await hook.send(notification)
+
+    assert result.outcome == "permanent"
+    assert len(receiver.requests) == 1
+
+
+async def test_a_huge_answer_is_read_only_up_to_the_bound(
+    hook: WebhookNotifier, receiver: FakeWebhookReceiver, notification: Notification
+) -> None:
+    receiver.queue_responses(BIG)
+
+    result = await hook.send(notification)
+
+    assert result.outcome == "delivered"
+    assert (await hook.send(make_notification(delivery_id=9))).outcome == "delivered"
+    assert len(receiver.peers) == 2  # the connection left mid-answer was not reused
+    await hook.aclose()
+
+
+@pytest.mark.parametrize(
+    ("exc", "outcome"),
+    [
+        (aiohttp.ConnectionTimeoutError("no free connection in time"), "transient"),
+        (aiohttp.SocketTimeoutError("read"), "unknown"),
+        (TimeoutError(), "unknown"),
+        (aiohttp.ServerDisconnectedError(), "unknown"),
+        (aiohttp.ClientOSError(32, "broken pipe"), "unknown"),
+        (aiohttp.InvalidURL("http://["), "permanent"),
+    ],
+)
+def test_aiohttp_errors_split_at_whether_the_request_may_have_arrived(
+    exc: Exception, outcome: str
+) -> None:
+    assert classify_aiohttp_error(exc).outcome == outcome
+
+
+def test_the_proxy_comes_from_the_environment_once_per_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("https_proxy", "http://proxy.example.org:3128")
+    monkeypatch.setenv("no_proxy", "hooks.internal")
+    hook = WebhookNotifier({"url": "https://hooks.example.org/x"}, secrets())
+    assert hook.http.proxy_for("https://hooks.example.org/x") == "http://proxy.example.org:3128"
+    assert hook.http.proxy_for("https://hooks.internal/x") is None
+    monkeypatch.delenv("https_proxy")
+    assert hook.http.proxy_for("https://hooks.example.org/x") == "http://proxy.example.org:3128"
