@@ -2,9 +2,10 @@
 Prometheus Alertmanager fed the same alerts and delivering to the same receiver.
 
 Run: .venv/bin/python bench/bench_burst.py [--alerts 20000 | --quick]
-What is timed: for lab-monitor, from `monitor run` starting with N committed stop
-alerts (each with its delivery in the outbox: the sending side) to the receiver
-holding all N; for Alertmanager (in memory, clustering off, group_wait 0,
+What is timed: for lab-monitor, from the daemon's READY=1 (sd_notify: started, with N
+committed stop alerts each with its delivery in the outbox, the sending side) to the
+receiver holding all N (the process start to READY is printed beside it, and the rate
+with it included); for Alertmanager, already running (in memory, clustering off, group_wait 0,
 group_by ['...']), from the first v2 API POST to the receiver holding all N.
 Goals: all delivered; our rate >= Alertmanager's in the same run; daemon RSS < 250 MB.
 Writes bench/results/burst-<time>.json with the machine's description.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -95,8 +97,18 @@ sweep_seconds = 3600
 escalation_seconds = 3600
 """)
     seed(db, config, n)
-    env = {**os.environ, "MONITOR_WEBHOOK_SECRET": "bench", "MONITOR_LOG_LEVEL": "WARNING"}
+    # READY=1 arrives here: the daemon is up, as Alertmanager is before its first POST
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp / "notify.sock"))
+    notify.setblocking(False)
+    env = {
+        **os.environ,
+        "MONITOR_WEBHOOK_SECRET": "bench",
+        "MONITOR_LOG_LEVEL": "WARNING",
+        "NOTIFY_SOCKET": str(tmp / "notify.sock"),
+    }
     t0 = time.perf_counter()
+    ready: float | None = None
     proc = subprocess.Popen(
         [sys.executable, "-m", "monitor", "--config", str(config), "run", "--no-web"],
         cwd=ROOT,
@@ -109,18 +121,29 @@ escalation_seconds = 3600
     deadline = time.monotonic() + 600
     while receiver.count("monitor") < n and time.monotonic() < deadline:
         peak = max(peak, rss_mb(proc.pid))
+        while ready is None:
+            try:
+                if b"READY=1" in notify.recv(4096):
+                    ready = time.perf_counter() - t0
+            except BlockingIOError:
+                break
         if first is None and receiver.count("monitor"):
             first = time.perf_counter() - t0
-        time.sleep(0.05)
+        time.sleep(0.01)
     elapsed = time.perf_counter() - t0
+    notify.close()
+    if ready is None:
+        raise SystemExit("the daemon never sent READY=1")
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     got = receiver.count("monitor")
     return {
         "delivered": got,
-        "seconds": elapsed,
-        "rate": got / elapsed,
+        "seconds": elapsed - ready,
+        "rate": got / (elapsed - ready),
+        "start_to_ready_s": ready,
         "start_to_first_s": first or elapsed,
+        "rate_with_start": got / elapsed,
         "rss_peak_mb": peak,
     }
 
@@ -161,7 +184,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"burst of {n:,} distinct stop alerts to a local webhook receiver")
     line("lab-monitor delivered", f"{ours['delivered']:,.0f}", f"all {n:,}", ours["delivered"] == n)
-    print(f"     (daemon start to first delivery {ours['start_to_first_s']:.1f} s, included)")
+    print(
+        f"     (process start to READY {ours['start_to_ready_s']:.2f} s, to the first delivery"
+        f" {ours['start_to_first_s']:.2f} s, not in the rate; with it:"
+        f" {ours['rate_with_start']:,.0f}/s)"
+    )
     line("lab-monitor daemon RSS peak", f"{ours['rss_peak_mb']:.0f} MB", "< 250 MB",
          ours["rss_peak_mb"] < RSS_GOAL_MB)
     if theirs is None:
