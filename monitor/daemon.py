@@ -375,6 +375,11 @@ class Service(HostBasics):
         self.config = new
         self.mapping = mapping
         self.parse_limits = parse_limits
+        from monitor.sources.fhir_poller import FhirPoller
+
+        for source in self.sources:  # the poller parses on its own: give it the new bounds
+            if isinstance(source, FhirPoller):
+                source.limits = parse_limits
         self.dispatcher.routing = new.routing
         self.dispatcher.notifiers = new.notifiers
         self.dispatcher.limits = new.concurrency

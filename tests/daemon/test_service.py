@@ -244,3 +244,25 @@ async def test_sms_ack_from_an_unknown_number_is_refused(rig: Rig) -> None:
     answer = client.post("/twilio/inbound", data=form, headers=_signed(url, form))
     assert answer.status_code == 200 and "not on the lab-monitor contact list" in answer.text
     assert all(a.state == "open" for a in alerts(rig))
+
+
+def test_reload_gives_the_fhir_poller_the_new_ingest_bounds(rig: Rig) -> None:
+    from monitor.sources.fhir_poller import FhirPoller
+
+    service = rig.service
+    poller = FhirPoller(
+        {"base_url": "http://127.0.0.1:9/fhir"},
+        service.engine,
+        lambda: (service.config.protocols, service.config.routing, service.mapping),
+        rig.clock.now,
+        limits=service.parse_limits,
+    )
+    service.sources.append(poller)
+    assert poller.limits.fhir_max_bytes == 10 * 1024 * 1024
+    rig.config_path.write_text(rig.config_path.read_text() + "\n[ingest]\nfhir_max_bytes = 65536\n")
+
+    assert service.reload() is True
+
+    assert service.parse_limits.fhir_max_bytes == 65536
+    assert poller.limits is service.parse_limits
+    poller.client.close()
