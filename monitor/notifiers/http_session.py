@@ -92,6 +92,7 @@ class HttpSession:
                     sock_read=self.timeout_s,
                 ),
                 auto_decompress=False,  # the answer is only logged; never inflate it
+                cookie_jar=aiohttp.DummyCookieJar(),  # a receiver's cookies are not kept
             )
         return self._session
 
