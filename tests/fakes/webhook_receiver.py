@@ -16,10 +16,11 @@ from typing import Any
 
 from tests.fakes.http_server import BackgroundHTTPServer, QuietHandler
 
-__all__ = ["BIG", "HANG", "FakeWebhookReceiver", "ReceivedRequest"]
+__all__ = ["BIG", "COOKIE", "HANG", "FakeWebhookReceiver", "ReceivedRequest"]
 
 HANG = -1
 BIG = -2  # 200 with a body far past what a sender should read (1 MiB)
+COOKIE = -3  # 200 with a Set-Cookie a sender should not send back
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class _Handler(QuietHandler):
         if status == HANG:
             self.hang()
             return
+        if status == COOKIE and ok:
+            self.send_json(200, {"ok": True}, {"Set-Cookie": "session=abc; Path=/"})
+            return
         if status == BIG and ok:
             self.send_json(200, {"ok": True, "padding": "x" * (1 << 20)})
             return
@@ -78,7 +82,7 @@ class FakeWebhookReceiver(BackgroundHTTPServer):
             return list(self._requests)
 
     def queue_responses(self, *statuses: int) -> None:
-        """Next answers: HTTP statuses (429/503 come with Retry-After: 7), HANG or BIG."""
+        """Next answers: HTTP statuses (429/503 come with Retry-After: 7), HANG, BIG or COOKIE."""
         with self.lock:
             self._statuses.extend(statuses)
 

@@ -16,7 +16,7 @@ from monitor.notifiers.base import Notification
 from monitor.notifiers.http_outcome import classify_aiohttp_error, parse_retry_after
 from monitor.notifiers.webhook import WebhookNotifier
 from monitor.secrets import SecretSource
-from tests.fakes.webhook_receiver import BIG, HANG, FakeWebhookReceiver
+from tests.fakes.webhook_receiver import BIG, COOKIE, HANG, FakeWebhookReceiver
 from tests.notifiers.conftest import make_notification
 
 KEY = "webhook-test-key"
@@ -285,3 +285,18 @@ def test_the_proxy_comes_from_the_environment_once_per_url(
     assert hook.http.proxy_for("https://hooks.internal/x") is None
     monkeypatch.delenv("https_proxy")
     assert hook.http.proxy_for("https://hooks.example.org/x") == "http://proxy.example.org:3128"
+
+
+async def test_a_receivers_cookie_is_not_sent_back(
+    receiver: FakeWebhookReceiver, notification: Notification
+) -> None:
+    # by name: aiohttp's own jar would keep a cookie for a host name, not for an IP
+    url = f"http://localhost:{receiver.port}/alerts"
+    hook = WebhookNotifier({"url": url, "timeout_s": TIMEOUT_S}, secrets())
+    receiver.queue_responses(COOKIE)
+
+    assert (await hook.send(notification)).outcome == "delivered"
+    assert (await hook.send(make_notification(delivery_id=9))).outcome == "delivered"
+
+    assert "cookie" not in receiver.requests[1].headers
+    await hook.aclose()
