@@ -58,6 +58,7 @@ def classify_transport_error(exc: httpx.TransportError) -> SendResult:
 _AIOHTTP_BEFORE_SEND: tuple[type[Exception], ...] = (
     aiohttp.ClientConnectorError,  # refused, DNS, TLS handshake, proxy connect
     aiohttp.ConnectionTimeoutError,  # connecting or waiting for a pooled connection
+    aiohttp.ClientHttpProxyError,  # the proxy refused the tunnel
 )
 _AIOHTTP_OUR_FAULT: tuple[type[Exception], ...] = (aiohttp.InvalidURL,)
 

@@ -16,6 +16,7 @@ from monitor.notifiers.base import Notification
 from monitor.notifiers.http_outcome import classify_aiohttp_error, parse_retry_after
 from monitor.notifiers.webhook import WebhookNotifier
 from monitor.secrets import SecretSource
+from tests.fakes.tls import TLSFiles
 from tests.fakes.webhook_receiver import BIG, COOKIE, HANG, FakeWebhookReceiver
 from tests.notifiers.conftest import make_notification
 
@@ -299,4 +300,22 @@ async def test_a_receivers_cookie_is_not_sent_back(
     assert (await hook.send(make_notification(delivery_id=9))).outcome == "delivered"
 
     assert "cookie" not in receiver.requests[1].headers
+    await hook.aclose()
+
+
+async def test_a_certificate_we_do_not_trust_is_not_sent_to(
+    receiver: FakeWebhookReceiver, notification: Notification, tls_files: TLSFiles
+) -> None:
+    """TLS is verified (certifi's roots): a self-signed receiver gets nothing, and the
+    send is transient (retry-safe: no byte of the request left)."""
+    httpd = receiver._httpd
+    assert httpd is not None
+    httpd.socket = tls_files.server_context().wrap_socket(httpd.socket, server_side=True)
+    hook = WebhookNotifier({"url": f"https://127.0.0.1:{receiver.port}/alerts"}, secrets())
+
+    result = await hook.send(notification)
+
+    assert result.outcome == "transient"
+    assert result.error is not None and "certificate" in result.error.lower()
+    assert receiver.requests == []
     await hook.aclose()
