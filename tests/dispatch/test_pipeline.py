@@ -114,6 +114,30 @@ def test_a_batch_settles_in_the_same_few_statements_whatever_its_size(
     )
 
 
+def test_claims_take_the_oldest_due_first_across_pending_and_lapsed_claims(rig: Rig) -> None:
+    for i in range(4):
+        _stop_alerts_for(rig, f"P-{i}")
+        rig.clock.advance(timedelta(minutes=1))
+    order = [r.id for r in sorted(deliveries(rig), key=lambda r: (r.next_attempt_at, r.id))]
+    first = _dispatcher(rig, Channel(), worker="here:1:a")
+    [held] = first.claim(rig.clock.now(), 1)
+    assert held.delivery_id == order[0]
+    later = rig.clock.now() + first.lease + timedelta(seconds=1)  # its lease lapsed
+    other = _dispatcher(rig, Channel(), worker="there:2:b")
+
+    taken = other.claim(later, 2)
+
+    assert [c.delivery_id for c in taken] == order[:2]  # the lapsed claim is oldest
+    assert [c.reclaimed for c in taken] == [True, False]
+    rest = other.claim(later, 100)
+    assert sorted(c.delivery_id for c in rest) == sorted(order[2:])
+
+
+def _stop_alerts_for(rig: Rig, patient: str) -> None:
+    enrol(rig, patient)
+    lab(rig, patient, alt=640, ast=300)
+
+
 def test_a_claim_lost_to_another_worker_keeps_its_attempt_but_not_the_delivery(rig: Rig) -> None:
     _stop_alerts(rig, 1)
     slow = _dispatcher(rig, Channel(), worker="here:1:slow")
