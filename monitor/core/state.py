@@ -151,7 +151,7 @@ class PatientState:
         labs, start = self.labs, self.cycle_start
         return _PANELS.get(
             (labs, start),
-            lambda: tuple(lab for lab in labs if lab.is_liver_panel and lab.at >= start),
+            lambda: tuple([lab for lab in labs if lab.at >= start and lab.is_liver_panel]),
         )
 
     def latest_panel(self) -> LabEvent | None:
