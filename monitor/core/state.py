@@ -230,7 +230,8 @@ def _merged(
         values[analyte] = value
         ulns[analyte] = uln_for(analyte, state.patient, lab, protocol)
     for analyte in ANALYTES:
-        ulns.setdefault(analyte, uln_for(analyte, state.patient, None, protocol))
+        if analyte not in ulns:
+            ulns[analyte] = uln_for(analyte, state.patient, None, protocol)
     return values, ulns
 
 
