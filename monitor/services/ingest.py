@@ -85,12 +85,7 @@ _BY_IDENTIFIER = sa.select(_IDENTIFIERS.c.patient_id).where(
     _IDENTIFIERS.c.system.in_(bindparam("systems", expanding=True)),
     _IDENTIFIERS.c.value == bindparam("value"),
 )
-_NEW_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
-_NEW_EVENTS = insert(_EVENTS)
-_EVENT_IDS = sa.select(_EVENTS.c.source_ref, _EVENTS.c.id).where(
-    _EVENTS.c.source == bindparam("source"),
-    _EVENTS.c.source_ref.in_(bindparam("refs", expanding=True)),
-)
+_NEW_EVENTS = insert(_EVENTS).returning(_EVENTS.c.source_ref, _EVENTS.c.id)
 _SET_TEAM = (
     update(_PATIENTS)
     .where(_PATIENTS.c.id == bindparam("team_of"), _PATIENTS.c.care_team.is_(None))
@@ -283,7 +278,7 @@ def _store_draws(
         payload = lab_payload(group, held)
         rows.append(_event_values(call, patient_id, at, payload, f"m{seen.id}@{digest}#{i}"))
         taken.append((at, existing, results, payload))
-    result.events = _insert_events(session, call.key.source, rows)
+    result.events = _insert_events(session, rows)
     by_time: dict[datetime, int] = {}
     for event_id, (at, existing, results, payload) in zip(result.events, taken, strict=True):
         by_time[at] = event_id
@@ -325,17 +320,15 @@ def _event_values(
     }
 
 
-def _insert_events(session: Session, source: str, rows: list[dict[str, Any]]) -> list[int]:
-    """The events' ids, in `rows`' order. One draw (an ORU): one INSERT ... RETURNING;
-    several (a CSV file's patient): one executemany and one SELECT by their unique
-    (source, source_ref), since RETURNING in parameter order costs a statement a row."""
-    if len(rows) <= 1:
-        return [session.execute(_NEW_EVENT, rows[0]).scalar_one()] if rows else []
-    session.execute(_NEW_EVENTS, rows)
-    refs = [r["source_ref"] for r in rows]
-    found = session.execute(_EVENT_IDS, {"source": source, "refs": refs})
+def _insert_events(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """The events' ids, in `rows`' order: one INSERT ... RETURNING for them all, its
+    rows matched back by their unique source_ref (RETURNING in parameter order would
+    cost a statement a row on SQLite)."""
+    if not rows:
+        return []
+    found = session.execute(_NEW_EVENTS, rows[0] if len(rows) == 1 else rows)
     ids: dict[str, int] = {ref: event_id for ref, event_id in found}
-    return [ids[ref] for ref in refs]
+    return [ids[r["source_ref"]] for r in rows]
 
 
 def _team_from_source(
