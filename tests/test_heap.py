@@ -35,3 +35,26 @@ def test_settle_freezes_what_lives_and_later_garbage_is_still_collected() -> Non
     gc.collect()
     assert ref() is None, "a cycle made after start-up is collected as before"
     assert kept.me is kept
+
+
+def test_a_batch_defers_full_collections_and_restores_the_thresholds() -> None:
+    before = gc.get_threshold()
+    with heap.batch():
+        inside = gc.get_threshold()
+        with heap.batch():  # nested: still deferred
+            assert gc.get_threshold() == inside
+        assert gc.get_threshold() == inside
+        assert inside[:2] == before[:2] and inside[2] == heap.NO_FULL_PASS
+        young = Node()
+        ref = weakref.ref(young)
+        del young
+        gc.collect(0)
+        assert ref() is None, "young cycles are still collected in a batch"
+    assert gc.get_threshold() == before
+
+
+def test_a_failing_batch_restores_the_thresholds() -> None:
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), heap.batch():
+        raise RuntimeError("boom")
+    assert gc.get_threshold() == before

@@ -41,13 +41,19 @@ def ctcae_grade(
     if baseline_is_abnormal(baseline, uln):
         assert baseline is not None
         ref, limits = baseline, bounds.baseline
-        grade = 1 if at_least(value, limits[0] * ref) else 0
+        if not at_least(value, limits[0] * ref):
+            return 0
     else:
         ref, limits = uln, bounds.uln
-        grade = 1 if above(value, limits[0] * ref) else 0
+        if not above(value, limits[0] * ref):
+            return 0
+    # The profile's bounds increase (refused at load otherwise), so the first bound
+    # the value is not above ends the count: most values stop at grade 0 or 1.
+    grade = 1
     for g in (2, 3, 4):
-        if above(value, limits[g - 1] * ref):
-            grade = g
+        if not above(value, limits[g - 1] * ref):
+            break
+        grade = g
     return grade
 
 

@@ -63,18 +63,20 @@ def obstacles(state: PatientState, since: datetime, protocol: Protocol) -> list[
     the store takes it in or discards it, or a later result of that analyte arrives.
     """
     start = max(since, state.cycle_start)
+    # Newest first (labs are in time order): when a lab is reached, `latest` holds
+    # exactly the analytes some later lab has a result for.
     latest: dict[str, tuple[float, LabEvent]] = {}
     held: dict[str, tuple[str, LabEvent]] = {}
-    later: set[str] = set()  # analytes with a result in a later lab
-    for lab in reversed(state.labs):  # newest first (labs are in time order)
+    for lab in reversed(state.labs):
         if lab.at < start:
             break
-        for label, reason in lab.held.items():
-            if label not in held and label not in later:
-                held[label] = (reason, lab)
+        if lab.held:
+            for label, reason in lab.held.items():
+                if label not in held and label not in latest:
+                    held[label] = (reason, lab)
         for analyte, value in lab.results.items():
-            latest.setdefault(analyte, (value, lab))
-        later.update(lab.results)
+            if analyte not in latest:
+                latest[analyte] = (value, lab)
     found: list[Obstacle] = []
     for analyte, (value, lab) in sorted(latest.items()):
         text = above_line(state, analyte, value, lab, protocol)

@@ -151,7 +151,7 @@ class PatientState:
         labs, start = self.labs, self.cycle_start
         return _PANELS.get(
             (labs, start),
-            lambda: tuple(lab for lab in labs if lab.is_liver_panel and lab.at >= start),
+            lambda: tuple([lab for lab in labs if lab.at >= start and lab.is_liver_panel]),
         )
 
     def latest_panel(self) -> LabEvent | None:
@@ -230,7 +230,8 @@ def _merged(
         values[analyte] = value
         ulns[analyte] = uln_for(analyte, state.patient, lab, protocol)
     for analyte in ANALYTES:
-        ulns.setdefault(analyte, uln_for(analyte, state.patient, None, protocol))
+        if analyte not in ulns:
+            ulns[analyte] = uln_for(analyte, state.patient, None, protocol)
     return values, ulns
 
 

@@ -221,10 +221,10 @@ def escalation(state: PatientState, now: datetime, protocol: Protocol) -> Escala
             f"{protocol.dosing.step_interval_min_days} days since the last dose change",
             nxt,
         )
-    since = [p for p in state.panels() if p.at >= state.last_change_at]
-    if not since:
+    panels = state.panels()  # in time order: the last one tells if any is since
+    if not panels or panels[-1].at < state.last_change_at:
         return Escalation(False, "no liver panel since the last dose change", nxt)
-    latest = since[-1]
+    latest = panels[-1]
     raised = sorted(
         {
             f.rule

@@ -51,6 +51,8 @@ def evaluate(state: PatientState, protocol: Protocol) -> list[Finding]:
             if any(f.rule == finding.rule and f.key == finding.key for f in found):
                 continue
             found.append(finding)
+    if not found:  # most steps: nothing to filter or order
+        return found
     if not state.on_therapy:
         found = [f for f in found if not f.rule.startswith(SUPPRESSED_WHILE_STOPPED)]
     if any(f.is_stop for f in found):

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Row, bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
@@ -85,7 +85,7 @@ _BY_IDENTIFIER = sa.select(_IDENTIFIERS.c.patient_id).where(
     _IDENTIFIERS.c.system.in_(bindparam("systems", expanding=True)),
     _IDENTIFIERS.c.value == bindparam("value"),
 )
-_NEW_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+_NEW_EVENTS = insert(_EVENTS).returning(_EVENTS.c.source_ref, _EVENTS.c.id)
 _SET_TEAM = (
     update(_PATIENTS)
     .where(_PATIENTS.c.id == bindparam("team_of"), _PATIENTS.c.care_team.is_(None))
@@ -264,32 +264,23 @@ def _store_draws(
         if problem is not None:
             return call.hold(f"{problem}; nothing of this message was taken in")
     stored = same_draws(session, patient_id, [at for at, group in ordered if group])
-    by_time: dict[datetime, int] = {}
     own = seen.id if call.update else None
+    held_values = msg.held
+    rows: list[dict[str, Any]] = []
+    taken: list[tuple[datetime, list[Row[Any]], dict[str, float], dict[str, Any]]] = []
     for i, (at, group) in enumerate(ordered):
-        held = held_here(msg, at)
+        held = held_here(msg, at) if held_values else {}
         results = {o.analyte: o.value for o in group}
         existing = stored.get(at, [])
         if not held and already_stored(existing, results, group, own):
             result.notes.append(f"draw of {at.isoformat()} already stored from another message")
             continue
         payload = lab_payload(group, held)
-        event_id: int = session.execute(
-            _NEW_EVENT,
-            {
-                "patient_id": patient_id,
-                "kind": "lab",
-                "at": at,
-                "recorded_at": now,
-                "payload": payload,
-                "source": call.key.source,
-                "source_ref": f"m{seen.id}@{digest}#{i}",
-                "recorded_by": None,
-                "superseded_by": None,
-                "inbound_id": seen.id,
-            },
-        ).scalar_one()
-        result.events.append(event_id)
+        rows.append(_event_values(call, patient_id, at, payload, f"m{seen.id}@{digest}#{i}"))
+        taken.append((at, existing, results, payload))
+    result.events = _insert_events(session, rows)
+    by_time: dict[datetime, int] = {}
+    for event_id, (at, existing, results, payload) in zip(result.events, taken, strict=True):
         by_time[at] = event_id
         if payload["corrected"]:
             replaced = supersede(session, existing, set(results), event_id)
@@ -309,6 +300,35 @@ def _store_draws(
         assume_tz=call.assume_tz,
     )
     return result
+
+
+def _event_values(
+    call: _Call, patient_id: str, at: datetime, payload: dict[str, Any], ref: str
+) -> dict[str, Any]:
+    """One lab event's row: `ref` (unique per source) is how its id is found again."""
+    return {
+        "patient_id": patient_id,
+        "kind": "lab",
+        "at": at,
+        "recorded_at": call.now,
+        "payload": payload,
+        "source": call.key.source,
+        "source_ref": ref,
+        "recorded_by": None,
+        "superseded_by": None,
+        "inbound_id": call.seen.id,
+    }
+
+
+def _insert_events(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """The events' ids, in `rows`' order: one INSERT ... RETURNING for them all, its
+    rows matched back by their unique source_ref (RETURNING in parameter order would
+    cost a statement a row on SQLite)."""
+    if not rows:
+        return []
+    found = session.execute(_NEW_EVENTS, rows[0] if len(rows) == 1 else rows)
+    ids: dict[str, int] = {ref: event_id for ref, event_id in found}
+    return [ids[r["source_ref"]] for r in rows]
 
 
 def _team_from_source(

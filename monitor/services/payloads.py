@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from monitor import heap
 from monitor.core.protocol import Protocol
 from monitor.routing import Routing
 from monitor.services.deferred import evaluate_results
@@ -123,9 +124,11 @@ def ingest_payload(
     part cannot be used, nothing is stored and the payload is quarantined as one.
     `commit_every` commits after that many messages (back-loading a long history holds
     the write lock for one batch at a time, and pays one commit per batch). `limits`
-    are the site's `[ingest]` bounds (the defaults when None)."""
-    parsed = parse_payload(payload, fmt, mapping, source_name, assume_tz, limits)
-    return store_parsed(session, parsed, source, now, protocols, routing, whole, commit_every)
+    are the site's `[ingest]` bounds (the defaults when None). The cyclic collector's
+    full passes wait for the end (`heap.batch`): what a payload makes lives until then."""
+    with heap.batch():
+        parsed = parse_payload(payload, fmt, mapping, source_name, assume_tz, limits)
+        return store_parsed(session, parsed, source, now, protocols, routing, whole, commit_every)
 
 
 def store_parsed(

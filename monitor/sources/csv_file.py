@@ -71,6 +71,8 @@ _STATUS: dict[str, Status] = {
     "p": "preliminary",
 }
 _LOINC = "http://loinc.org"
+_RANGE = "reference_range"
+_NO_CODE = SourceCode("", "")
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,42 @@ class CsvResult:
 @dataclass
 class _Row:
     number: int
-    cells: dict[str, str]
+    cells: dict[str, str]  # as written: a patient's rows are stored as they came
 
     def __getitem__(self, column: str) -> str:
         return self.cells.get(column, "").strip()
+
+
+@dataclass
+class _Seen:
+    """What a file repeats on row after row, read once per file: a draw's time on
+    each of its analytes' rows, the analyte names, the codes (one shared `SourceCode`
+    each, not one a row)."""
+
+    mapping: Mapping
+    tz: tzinfo
+    times: dict[str, datetime]
+    names: dict[str, str | None]
+    codes: dict[tuple[str, str], SourceCode]
+
+    def time(self, text: str) -> datetime:
+        """`parse_iso_datetime`, remembered when it reads (a bad one raises each time)."""
+        hit = self.times.get(text)
+        if hit is None:
+            hit = self.times[text] = parse_iso_datetime(text, self.tz)
+        return hit
+
+    def analyte_named(self, name: str) -> str | None:
+        if name not in self.names:
+            self.names[name] = self.mapping.analyte_named(name)
+        return self.names[name]
+
+    def code(self, system: str, code: str) -> SourceCode:
+        key = (system, code)
+        hit = self.codes.get(key)
+        if hit is None:
+            hit = self.codes[key] = SourceCode(system, code)
+        return hit
 
 
 def _delimiter(first_line: str) -> str:
@@ -171,8 +205,9 @@ def read_csv(
     first_row: dict[tuple[str, str], int] = {}
     group_rows: dict[tuple[str, str], list[_Row]] = {}
     seen: dict[tuple[str, str, str, datetime], int] = {}
+    repeated_cells = _Seen(mapping, tz, {}, {}, {})
     for row in rows:
-        read = _read_row(row, mapping, tz, problems)
+        read = _read_row(row, repeated_cells, problems)
         if read is None:
             continue
         key, obs = read
@@ -214,39 +249,43 @@ def read_csv(
 
 
 def _read_row(
-    row: _Row, mapping: Mapping, tz: tzinfo, problems: list[Problem]
+    row: _Row, seen: _Seen, problems: list[Problem]
 ) -> tuple[tuple[str, str], Observation] | None:
     """One row as (patient key, observation); None when skipped or wrong (then reported)."""
     n = row.number
     before = len(problems)
+    mapping = seen.mapping
+    cells = row.cells
+
+    def cell(column: str) -> str:
+        return cells.get(column, "").strip()
 
     def bad(column: str, reason: str) -> None:
         problems.append(Problem(f"row {n}, column {column}", reason))
 
-    patient_id = row["patient_id"]
+    patient_id = cell("patient_id")
     if not patient_id:
         bad("patient_id", "empty")
     analyte: str | None = None
-    code = SourceCode("", "")
-    if row["analyte"]:
-        analyte = mapping.analyte_named(row["analyte"])
-        code = SourceCode("csv", row["analyte"])
+    code = _NO_CODE
+    named, coded = cell("analyte"), cell("code")
+    if named:
+        analyte = seen.analyte_named(named)
+        code = seen.code("csv", named)
         if analyte is None:
             bad(
                 "analyte",
-                f"{row['analyte']!r} is not a monitored liver test (ALT, AST, ALP, GGT, bilirubin)",
+                f"{named!r} is not a monitored liver test (ALT, AST, ALP, GGT, bilirubin)",
             )
-    elif row["code"]:
-        system = row["code_system"] or _LOINC
-        analyte = mapping.analyte_for(system, row["code"])
-        code = SourceCode(system, row["code"])
+    elif coded:
+        system = cell("code_system") or _LOINC
+        analyte = mapping.analyte_for(system, coded)
+        code = seen.code(system, coded)
         if analyte is None:
-            if mapping.looks_like_liver(row["code"]) and not mapping.is_not_monitored(
-                system, row["code"]
-            ):
+            if mapping.looks_like_liver(coded) and not mapping.is_not_monitored(system, coded):
                 bad(
                     "code",
-                    f"{row['code']!r} looks like a liver test but is not mapped "
+                    f"{coded!r} looks like a liver test but is not mapped "
                     "(add it to config/mapping.toml)",
                 )
             elif len(problems) == before:
@@ -256,13 +295,14 @@ def _read_row(
 
     number: float | None = None
     comparator: str | None = None
+    text = cell("value")
     try:
-        number, comparator = parse_measurement(row["value"])
+        number, comparator = parse_measurement(text)
     except ValueError as exc:
-        bad("value", str(exc) if row["value"] else "empty")
+        bad("value", str(exc) if text else "empty")
 
     value: float | None = None
-    unit = row["unit"]
+    unit = cell("unit")
     if not unit:
         bad("unit", "empty; a unit is never guessed")
     elif analyte is not None and number is not None:
@@ -273,32 +313,33 @@ def _read_row(
 
     observed_at: datetime | None = None
     try:
-        observed_at = parse_iso_datetime(row["observed_at"], tz)
+        observed_at = seen.time(cell("observed_at"))
     except ValueError as exc:
         bad("observed_at", str(exc))
 
-    uln = _uln(row, analyte, unit, mapping, bad)
-    status = _STATUS.get(row["status"].lower())
+    uln = _uln(row, analyte, unit, mapping, bad) if ("uln" in cells or _RANGE in cells) else None
+    status_text = cell("status")
+    status = _STATUS.get(status_text.lower())
     if status is None:
-        bad("status", f"{row['status']!r} is not final, corrected or preliminary")
+        bad("status", f"{status_text!r} is not final, corrected or preliminary")
 
     if len(problems) > before or analyte is None or value is None or observed_at is None:
         return None
     assert status is not None
-    return (row["id_system"], patient_id), Observation(
+    return (cell("id_system"), patient_id), Observation(
         analyte=analyte,
         value=value,
         unit=CANONICAL_UNIT[analyte],
-        original_value=row["value"],
+        original_value=text,
         original_unit=unit,
         uln=uln,
         observed_at=observed_at,
         observed_at_source="observed_at",
         status=status,
         code=code,
-        abnormal_flag=row["abnormal_flag"] or None,
+        abnormal_flag=cell("abnormal_flag") or None,
         comparator=comparator,
-        reference_range=row["reference_range"] or None,
+        reference_range=cell(_RANGE) or None,
         source_ref=f"row {n}",
     )
 
