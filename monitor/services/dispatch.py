@@ -143,7 +143,10 @@ CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
 ALERT_CODES = select(ALERTS.c.id, ALERTS.c.code).where(
     ALERTS.c.id.in_(bindparam("ids", expanding=True))
 )
-OPEN_ATTEMPTS = insert(ATTEMPTS).returning(ATTEMPTS.c.id, sort_by_parameter_order=True)
+# Unordered RETURNING, matched back by delivery (one attempt each per claim): asking
+# for the parameters' order made SQLite run one INSERT per row (200 a claim, ~57 us
+# an alert); unordered, the batch is one statement.
+OPEN_ATTEMPTS = insert(ATTEMPTS).returning(ATTEMPTS.c.delivery_id, ATTEMPTS.c.id)
 # The claims this worker still holds among those being settled (locked on PostgreSQL
 # so nobody frees them between this read and the writes below).
 _HELD = select(_D.id, _D.attempts, _D.purpose, _D.severity, _D.created_at).where(
@@ -254,8 +257,9 @@ class Dispatcher:
                 )
             }
             targets = [r.channels[r.channel_index] for r in rows]
-            attempt_ids = (
-                session.execute(
+            opened: dict[int, int] = {
+                delivery_id: attempt_id
+                for delivery_id, attempt_id in session.execute(
                     OPEN_ATTEMPTS,
                     [
                         {
@@ -268,10 +272,9 @@ class Dispatcher:
                         for r, (channel, address) in zip(rows, targets, strict=True)
                     ],
                 )
-                .scalars()
-                .all()
-            )
-            for r, (channel, address), attempt_id in zip(rows, targets, attempt_ids, strict=True):
+            }
+            for r, (channel, address) in zip(rows, targets, strict=True):
+                attempt_id = opened[r.id]
                 claimed.append(
                     Claimed(
                         delivery_id=r.id,

@@ -131,6 +131,11 @@ def test_claims_take_the_oldest_due_first_across_pending_and_lapsed_claims(rig: 
     assert [c.reclaimed for c in taken] == [True, False]
     rest = other.claim(later, 100)
     assert sorted(c.delivery_id for c in rest) == sorted(order[2:])
+    # each claim's attempt is its own delivery's (read back unordered, matched by id)
+    by_id = {a.id: a for a in attempts(rig)}
+    for c in [held, *taken, *rest]:
+        assert by_id[c.attempt_id].delivery_id == c.delivery_id
+        assert by_id[c.attempt_id].worker in ("here:1:a", "there:2:b")
 
 
 def _stop_alerts_for(rig: Rig, patient: str) -> None:
