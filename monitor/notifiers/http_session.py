@@ -52,6 +52,8 @@ class Answer:
 
 
 class HttpSession:
+    """The notifier's session, made on first use in the running loop (see above)."""
+
     def __init__(self, timeout_s: float, max_connections: int = 100) -> None:
         self.timeout_s = timeout_s
         self.max_connections = max_connections
