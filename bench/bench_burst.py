@@ -139,8 +139,9 @@ escalation_seconds = 3600
     got = receiver.count("monitor")
     return {
         "delivered": got,
-        "seconds": elapsed - ready,
-        "rate": got / (elapsed - ready),
+        # from READY, or from the first delivery if one came before it
+        "seconds": elapsed - min(ready, first or ready),
+        "rate": got / (elapsed - min(ready, first or ready)),
         "start_to_ready_s": ready,
         "start_to_first_s": first or elapsed,
         "rate_with_start": got / elapsed,

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import bench_latency, bench_start, bench_sweep, machine  # noqa: E402
+from bench import bench_burst, bench_latency, bench_start, bench_sweep, machine  # noqa: E402
 
 PG = os.environ.get("MONITOR_TEST_PG_URL")
 
@@ -76,3 +76,15 @@ def test_latency_bench_delivers_every_stop_alert(results_in_tmp: Path) -> None:
         assert phase["offered"] >= 2
         assert phase["delivered"] == phase["offered"]
         assert phase["not_accepted"] == 0
+
+
+def test_burst_bench_delivers_every_alert_timed_from_ready(results_in_tmp: Path) -> None:
+    bench_burst.main(["--alerts", "30"])
+    data = only_result(results_in_tmp, "burst")
+    ours = data["lab_monitor"]
+    assert isinstance(ours, dict)
+    assert ours["delivered"] == 30
+    # timed from the daemon's READY=1 (or its first delivery, if earlier), so the
+    # start it reports is not inside the rate
+    assert ours["start_to_ready_s"] > 0 and ours["start_to_first_s"] > 0
+    assert ours["rate"] > ours["rate_with_start"] > 0
