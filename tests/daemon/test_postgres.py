@@ -200,3 +200,27 @@ def test_concurrent_evaluations_and_escalations_store_each_thing_once(
         assert len(s.exec(select(DeliveryRow)).all()) == 2
     for e in (*engines, setup):
         e.dispose()
+
+
+def test_history_reads_keep_one_query_text_whatever_the_number_of_patients(pg_url: str) -> None:
+    """`= ANY(array)`, not an expanding IN: psycopg converts a query text once and
+    caches it, and an IN list is a new, long text for each length (issue 10)."""
+    from sqlalchemy import event
+
+    from monitor.services import histories
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda c, cur, st, *a: seen.append(st))
+    texts = []
+    for n in (1, 3, 7):
+        seen.clear()
+        with session_scope(engine) as s:
+            histories.load(s, [f"P-{i}" for i in range(n)], {}, NOW)
+            histories.known_alerts(s, [f"P-{i}" for i in range(n)])
+            histories.silences(s, [f"P-{i}" for i in range(n)], NOW)
+        texts.append([t for t in seen if t.lstrip().upper().startswith("SELECT")])
+    assert texts[0] == texts[1] == texts[2]
+    assert all("ANY" in t for t in texts[0])
+    engine.dispose()
