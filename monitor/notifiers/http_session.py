@@ -29,6 +29,7 @@ import asyncio
 import ssl
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 
 import aiohttp
 import certifi
@@ -39,16 +40,13 @@ MAX_ANSWER_BYTES = 64 * 1024
 TOTAL_TIMEOUTS = 3  # the whole exchange: connect, write, read, a few timeouts' worth
 
 
+@dataclass(frozen=True, slots=True)
 class Answer:
     """What a notifier needs of a response once the connection is back in the pool."""
 
-    __slots__ = ("body", "headers", "reason", "status")
-
-    def __init__(self, status: int, reason: str, headers: dict[str, str], body: bytes) -> None:
-        self.status = status
-        self.reason = reason
-        self.headers = headers  # names in lower case
-        self.body = body
+    status: int
+    reason: str
+    headers: dict[str, str]  # names in lower case
 
 
 class HttpSession:
@@ -107,18 +105,18 @@ class HttpSession:
         async with self.session().post(
             url, data=body, headers=headers, allow_redirects=False, proxy=self.proxy_for(url)
         ) as response:
-            answer = await response.content.read(MAX_ANSWER_BYTES + 1)
-            while len(answer) <= MAX_ANSWER_BYTES and not response.content.at_eof():
-                more = await response.content.read(MAX_ANSWER_BYTES + 1 - len(answer))
-                if not more:
+            # Read (and drop) the body so a kept-alive connection goes back to the pool;
+            # past the bound the rest is left unread and releasing closes the connection.
+            left = MAX_ANSWER_BYTES + 1
+            while left > 0 and not response.content.at_eof():
+                chunk = await response.content.read(left)
+                if not chunk:
                     break
-                answer += more
-            # past the bound the rest is left unread: releasing closes that connection
+                left -= len(chunk)
             return Answer(
                 response.status,
                 response.reason or "",
                 {k.lower(): v for k, v in response.headers.items()},
-                answer[:MAX_ANSWER_BYTES],
             )
 
     async def aclose(self) -> None:
