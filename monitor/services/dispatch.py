@@ -84,15 +84,14 @@ def _due_sqlite() -> Any:
     limit: Any = bindparam("limit")
     parts = [
         select(_D.id, _D.next_attempt_at)
-        .where(_D.state == "pending", _D.next_attempt_at <= _NOW)
+        .where(*where)
         .order_by(_D.next_attempt_at)
         .limit(limit)
-        .subquery(),
-        select(_D.id, _D.next_attempt_at)
-        .where(_D.state == "sending", _D.claimed_until < _NOW)
-        .order_by(_D.next_attempt_at)
-        .limit(limit)
-        .subquery(),
+        .subquery()
+        for where in (
+            (_D.state == "pending", _D.next_attempt_at <= _NOW),
+            (_D.state == "sending", _D.claimed_until < _NOW),
+        )
     ]
     both = union_all(*(select(p.c.id, p.c.next_attempt_at) for p in parts)).subquery()
     return select(both.c.id).order_by(both.c.next_attempt_at).limit(limit)

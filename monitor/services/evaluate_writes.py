@@ -22,7 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from monitor.routing import Routing
-from monitor.services.histories import History, silences
+from monitor.services.histories import History, on_postgres, silences
 from monitor.services.outbox import delivery_values, plan_group
 from monitor.store.models import AlertRow, PatientRow
 from monitor.store.tables import ALERTS, DELIVERIES, PATIENTS, SNAPSHOTS
@@ -138,8 +138,7 @@ def _plan(
 def _store_snapshots(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    pg = session.get_bind().dialect.name == "postgresql"
-    session.execute(_UPSERT_PG if pg else _UPSERT_SQLITE, rows)
+    session.execute(_UPSERT_PG if on_postgres(session) else _UPSERT_SQLITE, rows)
 
 
 def _upsert(ins: Any) -> Any:

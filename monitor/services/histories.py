@@ -45,7 +45,7 @@ def load(
     session: Session, ids: Sequence[str], protocols: Mapping[str, Protocol], until: datetime
 ) -> dict[str, History]:
     """The histories of `ids` (missing ones are not enrolled), rows locked."""
-    pg = _is_pg(session)
+    pg = on_postgres(session)
     out: dict[str, History] = {
         row.id: History(row, protocols[row.protocol_id], None, None)
         for row in session.execute(_PATIENTS_LOCKED if pg else _PATIENTS[pg], {"ids": list(ids)})
@@ -76,7 +76,7 @@ def _in(column: Any, pg: bool) -> Any:
     return column.in_(bindparam("ids", expanding=True))
 
 
-def _is_pg(session: Session) -> bool:
+def on_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
@@ -153,12 +153,12 @@ def _read_events(session: Session, out: dict[str, History], stmt: Any, ids: list
 def known_alerts(session: Session, ids: Iterable[str]) -> dict[str, set[tuple[str, str]]]:
     """(rule, key) of every alert stored per patient: what is not raised again."""
     out: dict[str, set[tuple[str, str]]] = {}
-    for pid, rule, key in session.execute(_KNOWN[_is_pg(session)], {"ids": list(ids)}):
+    for pid, rule, key in session.execute(_KNOWN[on_postgres(session)], {"ids": list(ids)}):
         out.setdefault(pid, set()).add((rule, key))
     return out
 
 
 def silences(session: Session, ids: Iterable[str], now: datetime) -> dict[str, int]:
     """The silence in force per patient (the one that lasts longest)."""
-    rows = session.execute(_SILENCES[_is_pg(session)], {"ids": list(ids), "now": now})
+    rows = session.execute(_SILENCES[on_postgres(session)], {"ids": list(ids), "now": now})
     return {pid: sid for pid, sid in rows}  # the last (longest) wins
