@@ -51,6 +51,7 @@ from monitor.services.evaluate import (
     new_code,
 )
 from monitor.services.failover import recover_orphans
+from monitor.services.handoff import Carried, claim_written
 from monitor.services.instances import DEFAULT_LEASE_SECONDS, Heartbeat, new_instance_id
 from monitor.services.jobs import STATS
 from monitor.services.payloads import PayloadResult, parse_payload, store_parsed
@@ -125,7 +126,9 @@ class Service(HostBasics):
         self.secrets = secrets or SecretSource()
         self.engine = engine or make_engine(config.settings.database_url)
         # every source's messages, one commit and one evaluation a batch
-        self.writer = GroupWriter(self.engine, before_commit=self._evaluate_written)
+        self.writer = GroupWriter(
+            self.engine, before_commit=self._evaluate_written, after_commit=self._written
+        )
         self.instance_id = new_instance_id()
         daemon_cfg = config.settings.raw.get("daemon", {})
         self.heartbeat = Heartbeat(
@@ -297,15 +300,20 @@ class Service(HostBasics):
             self.wake_dispatcher()
         return n
 
-    async def dispatch(self) -> int:
-        """Drain; a wake-up that came during the run makes it go round again. After
-        SIGTERM no new claims are taken: what is in flight finishes and is settled."""
+    async def dispatch(self, claim: bool = True) -> int:
+        """Drain; a wake-up that came during the run makes it go round again, and so do
+        claims handed over as it ended. After SIGTERM no new claims are taken: what is
+        in flight finishes and is settled. `claim=False`: only send what was handed."""
         n = 0
         async with self._dispatch_lock:
             while not self.stopping.is_set():
                 self._rerun = False
-                n += await self.dispatcher.run_once(stop=self.stopping.is_set)
-                if not self._rerun:
+                n += await self.dispatcher.run_once(stop=self.stopping.is_set, claim=claim)
+                if self._rerun:
+                    claim = True
+                elif self.dispatcher.handed:
+                    claim = False
+                else:
                     break
         return n
 
@@ -344,10 +352,20 @@ class Service(HostBasics):
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._start_drain)
 
-    def _start_drain(self) -> None:
+    def _dispatching(self) -> bool:
+        """A running service whose dispatcher will take handed claims."""
+        sched = self.scheduler
+        return (
+            self._loop is not None
+            and sched is not None
+            and sched.running
+            and not self.stopping.is_set()
+        )
+
+    def _start_drain(self, claim: bool = True) -> None:
         if self._dispatch_lock.locked() or self.stopping.is_set():
             return  # the running drain goes round again; after SIGTERM nothing new starts
-        task = asyncio.ensure_future(self.dispatch())
+        task = asyncio.ensure_future(self.dispatch(claim))
         self._drains.add(task)
         task.add_done_callback(self._drain_done)
 
@@ -676,19 +694,28 @@ class Service(HostBasics):
                 evaluate=False,
             )
 
-        out = self.writer.submit(store)
-        if out.alerts:
-            self.wake_dispatcher()
-        return out
+        return self.writer.submit(store)  # the dispatcher was woken after the commit
 
-    def _evaluate_written(self, session: Session, results: list[Any]) -> None:
+    def _evaluate_written(self, session: Session, results: list[Any]) -> Carried:
         """The group writer's batch: every patient its messages stored for, judged
-        once, before the commit that lets the sources ACK. Each new alert lands on a
-        result of the batch, so its submitter wakes the dispatcher after the commit."""
+        once, before the commit that lets the sources ACK; the new alerts' first sends
+        claimed in the same transaction (services/handoff.py)."""
         stored = [r for out in results if isinstance(out, PayloadResult) for r in out.results]
-        evaluate_results(
-            session, stored, self.clock.now(), self.config.protocols, self.config.routing
-        )
+        now = self.clock.now()
+        alerts = evaluate_results(session, stored, now, self.config.protocols, self.config.routing)
+        return claim_written(session, self.dispatcher, alerts, now, self._dispatching())
+
+    def _written(self, carried: Carried) -> None:
+        """After the batch's commit, on the writer's thread: its claims to the
+        dispatcher, in memory; a claim pass only for sends left pending."""
+        loop = self._loop
+        if carried.claims:
+            self.dispatcher.hand(carried.claims)
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(self._start_drain, False)
+        if carried.more:
+            self.wake_dispatcher()
 
     def fhir_push_token(self) -> str | None:
         return self.secrets.find("fhir_push_token")

@@ -17,9 +17,11 @@ delivery (monitor/services/outbox.py); escalation writes new deliveries later.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +29,8 @@ from typing import Any
 
 import structlog
 from sqlalchemy import and_, bindparam, insert, or_, select, union_all, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Row
+from sqlalchemy.orm import Session
 
 from monitor.clock import Clock
 from monitor.notifiers.base import Notification, Notifier, SendResult
@@ -108,9 +111,14 @@ def _claim_statement(postgres: bool) -> Any:
         )
     else:
         due = _due_sqlite()
+    return _claiming(due, _claimable())
+
+
+def _claiming(due: Any, still: Any) -> Any:
+    """Claim the rows `due` selects that are `still` claimable; what to send back."""
     return (
         update(DELIVERIES)
-        .where(_D.id.in_(due.scalar_subquery()), _claimable())
+        .where(_D.id.in_(due.scalar_subquery()), still)
         .values(
             state="sending",
             claimed_by=bindparam("worker"),
@@ -139,6 +147,16 @@ def _claim_statement(postgres: bool) -> Any:
 
 
 CLAIM = {False: _claim_statement(False), True: _claim_statement(True)}
+# The writer's claim of the deliveries it has just written (uncommitted, so no other
+# instance can see them yet: no lock to skip): due now, critical first.
+_PENDING = (_D.state == "pending", _D.next_attempt_at <= _NOW)
+CLAIM_NEW = _claiming(
+    select(_D.id)
+    .where(_D.lead_alert_id.in_(bindparam("alerts", expanding=True)), *_PENDING)
+    .order_by((_D.severity == "critical").desc(), _D.id)
+    .limit(bindparam("limit")),
+    and_(*_PENDING),
+)
 ALERT_CODES = select(ALERTS.c.id, ALERTS.c.code).where(
     ALERTS.c.id.in_(bindparam("ids", expanding=True))
 )
@@ -209,6 +227,13 @@ class Dispatcher:
     rand: Callable[[], float] = random.random
     # `[channels.<name>] max_concurrency`, by channel name
     limits: Mapping[str, int] = field(default_factory=dict)
+    # claims in the running pipeline, not yet settled (changed on its loop only)
+    open: int = field(default=0, init=False)
+    _handed: deque[Claimed] = field(default_factory=deque, init=False, repr=False)
+    # the running pipeline's loop and wake-up event, for `hand` from other threads
+    _pipeline: tuple[asyncio.AbstractEventLoop | None, asyncio.Event | None] = field(
+        default=(None, None), init=False, repr=False
+    )
 
     @property
     def lease(self) -> timedelta:
@@ -238,62 +263,100 @@ class Dispatcher:
         """Claim up to `limit` due deliveries in one statement, and open an attempt
         each (one multi-row INSERT)."""
         limit = limit or self.routing.batch
-        claimed: list[Claimed] = []
         with session_scope(self.engine) as session:
-            params = {
-                "now": now,
-                "limit": limit,
-                "worker": self.worker,
-                "until": now + self.lease,
-            }
-            rows = sorted(session.execute(CLAIM[self._postgres], params).all(), key=lambda r: r.id)
-            if not rows:
-                return []
-            codes: dict[int, str] = {
+            rows = session.execute(CLAIM[self._postgres], self._claim_params(now, limit)).all()
+            return self._open(session, rows, now)
+
+    def claim_new(
+        self, session: Session, alerts: Mapping[int, str], now: datetime, limit: int
+    ) -> list[Claimed]:
+        """In the caller's transaction (the group writer's, which has just written
+        these alerts): claim their deliveries that are due now, critical ones first, up
+        to `limit`. Committed with the alerts and handed over in memory (`hand`), a
+        stop alert's send skips the claim's own transaction and thread hop."""
+        if not alerts or limit <= 0:
+            return []
+        params = {**self._claim_params(now, limit), "alerts": sorted(alerts)}
+        rows = session.execute(CLAIM_NEW, params).all()
+        return self._open(session, rows, now, alerts)
+
+    def _claim_params(self, now: datetime, limit: int) -> dict[str, Any]:
+        return {"now": now, "limit": limit, "worker": self.worker, "until": now + self.lease}
+
+    def _open(
+        self,
+        session: Session,
+        rows: Sequence[Row[Any]],
+        now: datetime,
+        codes: Mapping[int, str] | None = None,
+    ) -> list[Claimed]:
+        """An attempt opened for each claimed row (one INSERT), and what to send."""
+        if not rows:
+            return []
+        rows = sorted(rows, key=lambda r: r.id)
+        if codes is None:
+            codes = {
                 i: code
                 for i, code in session.execute(
                     ALERT_CODES, {"ids": sorted({r.lead_alert_id for r in rows})}
                 )
             }
-            targets = [r.channels[r.channel_index] for r in rows]
-            opened: dict[int, int] = {
-                delivery_id: attempt_id
-                for delivery_id, attempt_id in session.execute(
-                    OPEN_ATTEMPTS,
-                    [
-                        {
-                            "delivery_id": r.id,
-                            "channel": channel,
-                            "address": address,
-                            "started_at": now,
-                            "worker": self.worker,
-                        }
-                        for r, (channel, address) in zip(rows, targets, strict=True)
-                    ],
-                )
-            }
-            for r, (channel, address) in zip(rows, targets, strict=True):
-                attempt_id = opened[r.id]
-                claimed.append(
-                    Claimed(
-                        delivery_id=r.id,
-                        attempt_id=attempt_id,
-                        reclaimed=bool(r.reclaimed),
-                        channel=channel,
-                        notification=Notification(
-                            delivery_id=r.id,
-                            alert_code=codes[r.lead_alert_id],
-                            patient_id=r.patient_id or "",
-                            severity=r.severity,
-                            address=address,
-                            subject=r.subject,
-                            text=r.text,
-                            recipient=r.recipient,
-                            details={"body": r.body, "group_id": r.group_id, "purpose": r.purpose},
-                        ),
-                    )
-                )
-        return claimed
+        targets = [r.channels[r.channel_index] for r in rows]
+        opened: dict[int, int] = {
+            delivery_id: attempt_id
+            for delivery_id, attempt_id in session.execute(
+                OPEN_ATTEMPTS,
+                [
+                    {
+                        "delivery_id": r.id,
+                        "channel": channel,
+                        "address": address,
+                        "started_at": now,
+                        "worker": self.worker,
+                    }
+                    for r, (channel, address) in zip(rows, targets, strict=True)
+                ],
+            )
+        }
+        return [
+            Claimed(
+                delivery_id=r.id,
+                attempt_id=opened[r.id],
+                reclaimed=bool(r.reclaimed),
+                channel=channel,
+                notification=Notification(
+                    delivery_id=r.id,
+                    alert_code=codes[r.lead_alert_id],
+                    patient_id=r.patient_id or "",
+                    severity=r.severity,
+                    address=address,
+                    subject=r.subject,
+                    text=r.text,
+                    recipient=r.recipient,
+                    details={"body": r.body, "group_id": r.group_id, "purpose": r.purpose},
+                ),
+            )
+            for r, (channel, address) in zip(rows, targets, strict=True)
+        ]
+
+    @property
+    def room(self) -> int:
+        """How many more claims fit in the window now (read from any thread: a
+        snapshot, which is all a limit needs)."""
+        return self.window - self.open - len(self._handed)
+
+    def hand(self, claims: Sequence[Claimed]) -> None:
+        """Claims made (and committed) elsewhere, to send: the running pipeline takes
+        them at once, or the next `run_once` does. Safe from any thread."""
+        self._handed.extend(claims)
+        loop, arrived = self._pipeline
+        if loop is not None and arrived is not None:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(arrived.set)
+
+    @property
+    def handed(self) -> bool:
+        return bool(self._handed)
 
     # --- send -----------------------------------------------------------------------
 
@@ -441,19 +504,24 @@ class Dispatcher:
 
     # --- the pipeline ---------------------------------------------------------------
 
-    async def run_once(self, stop: Callable[[], bool] | None = None) -> int:
+    async def run_once(self, stop: Callable[[], bool] | None = None, claim: bool = True) -> int:
         """Drain what is due now: claim batches while they come back full, keep at most
         `window` claimed sends unsettled (each channel at its own concurrency), and settle
-        whatever finished while the last settle ran, together. A hung provider holds up
-        only its own channel's slots. Database work runs off the loop, one statement
-        group at a time, while sends go on. `stop()` true: claim no more, finish and
-        settle what is in flight. Returns how many sends were claimed."""
+        whatever finished while the last settle ran, together. Claims handed over
+        (`hand`) join at once. A hung provider holds up only its own channel's slots.
+        Database work runs off the loop, one statement group at a time, while sends go
+        on. `stop()` true: claim no more, finish and settle what is in flight (handed
+        claims too: they are committed and in memory). `claim=False`: send what was
+        handed, claim nothing unless a failover asks. Returns how many sends were
+        claimed or taken."""
         batch = max(self.routing.batch, 1)
         window = max(self.window, batch)
         gates: dict[str, asyncio.Semaphore] = {}
         finished: list[tuple[Claimed, SendResult]] = []
         arrived = asyncio.Event()
         inflight: set[asyncio.Task[None]] = set()
+        self._pipeline = (asyncio.get_running_loop(), arrived)
+        self.open = 0
 
         async def send(c: Claimed) -> None:
             gate = gates.get(c.channel)
@@ -464,32 +532,47 @@ class Dispatcher:
             finished.append((c, result))
             arrived.set()
 
+        def start(claimed: Sequence[Claimed]) -> None:
+            self.open += len(claimed)
+            for c in claimed:
+                task = asyncio.ensure_future(send(c))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+
         total = 0
-        more = True
+        more = claim
         try:
             while True:
+                if self._handed:
+                    taken = [self._handed.popleft() for _ in range(len(self._handed))]
+                    total += len(taken)
+                    start(taken)
                 if finished:
                     outcomes = finished[:]
                     del finished[:]
-                    if await asyncio.to_thread(self.settle_many, outcomes, self.clock.now()):
-                        more = True
+                    try:
+                        if await asyncio.to_thread(self.settle_many, outcomes, self.clock.now()):
+                            more = True
+                    finally:
+                        self.open -= len(outcomes)
                 if stop is not None and stop():
                     more = False
                 if more and len(inflight) + len(finished) + batch <= window:
                     claimed = await asyncio.to_thread(self.claim, self.clock.now(), batch)
                     total += len(claimed)
                     more = len(claimed) == batch
-                    for c in claimed:
-                        task = asyncio.ensure_future(send(c))
-                        inflight.add(task)
-                        task.add_done_callback(inflight.discard)
-                elif not finished:
+                    start(claimed)
+                elif not finished and not self._handed:
                     if not inflight:
                         return total
                     arrived.clear()
+                    if self._handed:  # handed between the check and the clear
+                        continue
                     await arrived.wait()
         finally:
+            self._pipeline = (None, None)
             # Cancelled (shutdown): unsent claims stay claimed and are retaken after the
             # lease, settled by lookup first.
             for t in list(inflight):
                 t.cancel()
+            self.open = 0

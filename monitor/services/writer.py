@@ -8,7 +8,9 @@ own savepoint (one failure rolls back only its own unit), commits once, and only
 then answers every caller. So a source still acknowledges only what is durable, and
 a busy moment costs one commit per batch instead of one per message. A
 `before_commit` hook runs once per batch inside its transaction (the daemon judges
-the batch's patients there, so alerts are still written before any ACK).
+the batch's patients there, so alerts are still written before any ACK, and claims
+their first sends), and `after_commit` once after the commit (the daemon hands those
+claims to its dispatcher in memory).
 
 While the writer commits one batch the next one gathers; a busy writer also waits
 up to `GATHER_S` for company (see `BUSY_S`), so a burst is written in batches of
@@ -61,13 +63,18 @@ class GroupWriter:
         self,
         engine: Engine,
         max_batch: int = 200,
-        before_commit: Callable[[Session, list[Any]], None] | None = None,
+        before_commit: Callable[[Session, list[Any]], Any] | None = None,
+        after_commit: Callable[[Any], None] | None = None,
     ) -> None:
         self.engine = engine
         self.max_batch = max_batch
         # Runs after the batch's units, in its transaction, with the results of those
         # that succeeded (the daemon judges their patients here, once per batch).
         self.before_commit = before_commit
+        # Runs on the writer's thread after a successful commit, with what
+        # `before_commit` returned (the daemon hands the batch's claimed sends to its
+        # dispatcher here), before the callers are answered.
+        self.after_commit = after_commit
         self._queue: queue.Queue[Any] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -154,11 +161,17 @@ class GroupWriter:
                 except Exception as exc:  # this unit only; the others go on
                     savepoint.rollback()
                     unit.error = exc
+            carried = None
             if self.before_commit is not None:
-                self.before_commit(session, [u.result for u in batch if u.error is None])
+                carried = self.before_commit(session, [u.result for u in batch if u.error is None])
             session.commit()
             self.batches += 1
             self.units += len(batch)
+            if self.after_commit is not None:
+                try:
+                    self.after_commit(carried)
+                except Exception:  # committed: the units stand whatever happens here
+                    log.exception("writer.after_commit_failed", units=len(batch))
         except Exception as exc:  # the commit itself: nothing of the batch is stored
             log.error("writer.commit_failed", units=len(batch), error=type(exc).__name__)
             self._discard(session)

@@ -165,3 +165,40 @@ def test_a_message_soon_after_a_commit_waits_for_company_and_a_later_one_does_no
     lone.join(10)
     assert not lone.is_alive(), "a message that finds the writer quiet is written at once"
     writer.stop()
+
+
+def test_after_commit_gets_what_before_commit_returned_once_committed(engine) -> None:  # type: ignore[no-untyped-def]
+    seen: list[tuple[str, list[str]]] = []
+    writer = GroupWriter(
+        engine,
+        before_commit=lambda session, results: f"carried {len(results)}",
+        after_commit=lambda carried: seen.append((carried, _names(engine))),
+    )
+    assert writer.submit(_put("x")) == "x"
+    writer.stop()
+    assert seen == [("carried 1", ["x"])]  # after the commit: another connection sees x
+
+
+def test_after_commit_is_not_called_when_the_commit_fails(engine) -> None:  # type: ignore[no-untyped-def]
+    seen: list[object] = []
+    writer = GroupWriter(engine, before_commit=lambda s, r: "claims", after_commit=seen.append)
+
+    def boom(conn) -> None:  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    event.listen(engine, "commit", boom)
+    with pytest.raises(OSError, match="disk full"):
+        writer.submit(_put("lost"))
+    event.remove(engine, "commit", boom)
+    writer.stop()
+    assert seen == []
+
+
+def test_a_failing_after_commit_leaves_the_batch_committed(engine) -> None:  # type: ignore[no-untyped-def]
+    def fails(carried: object) -> None:
+        raise RuntimeError("hand-off broke")
+
+    writer = GroupWriter(engine, after_commit=fails)
+    assert writer.submit(_put("kept")) == "kept"  # the caller still gets its answer
+    writer.stop()
+    assert _names(engine) == ["kept"]

@@ -12,14 +12,16 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from monitor.notifiers.base import Notification, SendResult
 from monitor.services.dispatch import Dispatcher
 from monitor.store.db import session_scope
 from monitor.store.models import DeliveryAttemptRow
+from monitor.store.tables import DELIVERIES
 from tests.daemon.conftest import START, Rig
-from tests.daemon.helpers import attempts, deliveries, enrol, lab
+from tests.daemon.helpers import alerts, attempts, deliveries, enrol, lab
+from tests.ingest.test_ingest import hl7
 
 
 class Channel:
@@ -272,3 +274,114 @@ async def test_no_drain_starts_after_sigterm(rig: Rig) -> None:
         assert rig.service.scheduler is not None
         rig.service.scheduler.shutdown(wait=False)
     assert [d.state for d in deliveries(rig)] == ["pending"]
+
+
+# --- claims made by the group writer and handed over in memory ----------------------
+
+
+def _alert_codes(rig: Rig) -> dict[int, str]:
+    return {a.id: a.code for a in alerts(rig) if a.id is not None}
+
+
+def test_the_writers_claim_takes_the_new_alerts_due_sends_critical_first_within_its_limit(
+    rig: Rig,
+) -> None:
+    _stop_alerts(rig, 3)
+    rows = deliveries(rig)
+    assert len(rows) == 3 and {r.severity for r in rows} == {"critical"}
+    later, warning, critical = rows
+    with session_scope(rig.service.engine) as s:  # one not due yet, one less urgent
+        s.execute(
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id == later.id)
+            .values(next_attempt_at=rig.clock.now() + timedelta(minutes=5))
+        )
+        s.execute(
+            update(DELIVERIES).where(DELIVERIES.c.id == warning.id).values(severity="warning")
+        )
+    d = _dispatcher(rig, Channel())
+    codes = _alert_codes(rig)
+    with session_scope(rig.service.engine) as s:
+        [first] = d.claim_new(s, codes, rig.clock.now(), limit=1)
+    with session_scope(rig.service.engine) as s:
+        rest = d.claim_new(s, codes, rig.clock.now(), limit=10)
+    assert first.delivery_id == critical.id  # critical before warning, whatever the id
+    assert [c.delivery_id for c in rest] == [warning.id]  # the later one is not due
+    assert first.notification.alert_code == codes[critical.lead_alert_id]
+    states = {r.id: r for r in deliveries(rig)}
+    assert states[later.id].state == "pending"
+    for c in (first, *rest):
+        row = states[c.delivery_id]
+        assert (row.state, row.claimed_by, row.attempts) == ("sending", "here:1:a", 1)
+        assert not c.reclaimed
+    by_id = {a.id: a for a in attempts(rig)}
+    assert by_id[first.attempt_id].delivery_id == first.delivery_id
+
+
+def test_handed_claims_are_sent_and_settled_without_a_claim_of_the_dispatchers_own(
+    rig: Rig,
+) -> None:
+    _stop_alerts(rig, 2)
+    channel = Channel()
+    d = _dispatcher(rig, channel)
+    with session_scope(rig.service.engine) as s:
+        claims = d.claim_new(s, _alert_codes(rig), rig.clock.now(), limit=10)
+    assert d.room == d.window
+    d.hand(claims)
+    assert d.handed and d.room == d.window - 2
+    seen: list[str] = []
+    listener = lambda conn, cur, stmt, *a: seen.append(stmt)  # noqa: E731
+    event.listen(rig.service.engine, "before_cursor_execute", listener)
+    try:
+        assert asyncio.run(d.run_once(claim=False)) == 2
+    finally:
+        event.remove(rig.service.engine, "before_cursor_execute", listener)
+    assert sorted(channel.sent) == sorted(c.delivery_id for c in claims)
+    assert [r.state for r in deliveries(rig)] == ["delivered", "delivered"]
+    assert not any("claimed_by=" in stmt for stmt in seen)  # settled, never claimed again
+    assert not d.handed and d.open == 0
+
+
+def test_a_claim_the_writer_committed_but_never_sent_is_retaken_after_its_lease(
+    rig: Rig,
+) -> None:
+    """The process killed between the batch's commit and the send: the claim stands
+    until its lease lapses, then another worker takes it, as a reclaim (settled by
+    lookup first)."""
+    _stop_alerts(rig, 1)
+    d = _dispatcher(rig, Channel())
+    with session_scope(rig.service.engine) as s:
+        [lost] = d.claim_new(s, _alert_codes(rig), rig.clock.now(), limit=10)
+    other = _dispatcher(rig, Channel(), worker="there:2:b")
+    assert other.claim(rig.clock.now()) == []  # claimed: not before the lease lapses
+    [taken] = other.claim(rig.clock.now() + d.lease + timedelta(seconds=1))
+    assert taken.delivery_id == lost.delivery_id and taken.reclaimed
+
+
+async def test_a_stop_value_through_the_writer_is_sent_on_the_writers_own_claim(
+    rig: Rig,
+) -> None:
+    enrol(rig, "P-1", identifiers=["HOSP:123"])
+    _watch_scheduler(rig)
+    channel = Channel()
+    rig.service.dispatcher.notifiers = {"sms": channel, "email": channel}
+    seen: list[str] = []
+    listener = lambda conn, cur, stmt, *a: seen.append(stmt)  # noqa: E731
+    event.listen(rig.service.engine, "before_cursor_execute", listener)
+    text = hl7("STOP1", "123", rig.clock.now(), alt=640, ast=300)
+    try:
+        out = await asyncio.to_thread(rig.service.ingest, text, "hl7", "mllp")
+        assert out.stored == 1 and out.results[0].alerts
+        for _ in range(200):  # the writer's call_soon_threadsafe lands within a few turns
+            if rig.service._drains or channel.sent:
+                break
+            await asyncio.sleep(0)
+        await _drains_done(rig)
+    finally:
+        event.remove(rig.service.engine, "before_cursor_execute", listener)
+        assert rig.service.scheduler is not None
+        rig.service.scheduler.shutdown(wait=False)
+    [row] = deliveries(rig)
+    assert row.state == "delivered" and channel.sent == [row.id]
+    claims = [s for s in seen if "claimed_by=" in s]
+    assert len(claims) == 1 and "claimed_until <" not in claims[0]  # the writer's, only
