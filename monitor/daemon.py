@@ -41,6 +41,7 @@ from monitor.routing import Routing
 from monitor.sdnotify import SystemdNotifier
 from monitor.secrets import SecretSource
 from monitor.services import patient_sms_job
+from monitor.services.codes import new_code
 from monitor.services.deferred import evaluate_results
 from monitor.services.dispatch import Dispatcher
 from monitor.services.escalation import escalate_due
@@ -48,7 +49,6 @@ from monitor.services.evaluate import (
     UnknownPatient,
     evaluate_patient,
     evaluate_patients,
-    new_code,
 )
 from monitor.services.failover import recover_orphans
 from monitor.services.handoff import Carried, claim_written

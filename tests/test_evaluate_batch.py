@@ -14,6 +14,7 @@ from sqlmodel import select
 
 from monitor.routing import Routing, parse_routing
 from monitor.schemas import PatientIn
+from monitor.services import codes
 from monitor.services.alerts import silence
 from monitor.services.evaluate import evaluate_patient, evaluate_patients
 from monitor.services.intake import enroll, record_event
@@ -148,6 +149,30 @@ def test_a_batch_costs_a_few_statements_not_a_dozen_per_patient(tmp_path: Path) 
         done = evaluate_patients(s, IDS, LATER, PROTOCOLS, ROUTING)
     event.remove(engine, "before_cursor_execute", seen)
     assert len(done.alerts) >= 4
-    # patients, snapshots, fingerprints, events (x2), known alerts, codes, silences,
-    # alerts, the alerts read back, deliveries, snapshots, checks: 13, for 6 patients
-    assert len(statements) <= 14, "\n".join(statements)
+    # patients, snapshots, fingerprints, events (x2), known alerts, silences, alerts
+    # (no SELECT of codes before, none of the rows after), deliveries, snapshots,
+    # checks: 11, for 6 patients
+    assert len(statements) <= 11, "\n".join(statements)
+
+
+def test_a_code_already_taken_is_drawn_again_and_the_rows_returned_are_the_stored_ones(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    engine = build(tmp_path, "codes.db")
+    with session_scope(engine) as s:
+        taken = s.exec(select(AlertRow.code)).first()
+    assert taken is not None  # P-6's earlier warning
+    draws = iter([{taken}, {"NEWCD2"}])
+    real = codes.random_codes
+    monkeypatch.setattr(codes, "random_codes", lambda n: next(draws, None) or real(n))
+    with session_scope(engine) as s:
+        [alert] = evaluate_patient(s, "P-1", LATER, PROTOCOLS, ROUTING)
+        assert alert.code == "NEWCD2" and alert.id is not None
+        assert s.get(AlertRow, alert.id) is alert  # in the session, as if loaded
+        assert alert not in s.dirty and not s.new  # nothing left to write
+        kept = {c.name: getattr(alert, c.name) for c in AlertRow.__table__.columns}  # type: ignore[attr-defined]
+    with session_scope(engine) as s:
+        row = s.get(AlertRow, kept["id"])
+        assert row is not None
+        assert {c.name: getattr(row, c.name) for c in AlertRow.__table__.columns} == kept  # type: ignore[attr-defined]
+        assert s.exec(select(AlertRow).where(AlertRow.code == taken)).one().patient_id == "P-6"

@@ -8,7 +8,6 @@ make a rule fire next.
 
 from __future__ import annotations
 
-import secrets
 import typing
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -28,6 +27,7 @@ from monitor.core.protocol import Protocol
 from monitor.engine import Run, run
 from monitor.routing import Routing
 from monitor.services import histories, snapshots
+from monitor.services.codes import fresh_codes
 from monitor.services.evaluate_writes import Change, Draft, write
 from monitor.services.histories import History
 from monitor.services.records import EventLike, event_rows, events_of, patient_of
@@ -36,49 +36,9 @@ from monitor.store.tables import PATIENTS as _PATIENTS
 
 log = structlog.get_logger(__name__)
 
-CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-
 
 class UnknownPatient(LookupError):
     pass
-
-
-def new_code(session: Session) -> str:
-    """A short alert code a person can type in an SMS reply (`ACK K7Q2M`)."""
-    while True:
-        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
-        if session.exec(select(AlertRow.id).where(AlertRow.code == code)).first() is None:
-            return code
-
-
-# 32 letters: a random byte modulo 32 is uniform over them, so one `token_bytes` call
-# serves a whole batch (secrets.choice per letter was 8 us a code).
-assert 256 % len(CODE_ALPHABET) == 0
-
-
-def _random_codes(n: int) -> set[str]:
-    """Up to `n` random codes (fewer when two coincide)."""
-    raw = secrets.token_bytes(6 * n)
-    size = len(CODE_ALPHABET)
-    return {
-        "".join([CODE_ALPHABET[b % size] for b in raw[i : i + 6]]) for i in range(0, 6 * n, 6)
-    }
-
-
-_CODES_TAKEN = select(AlertRow.code).where(
-    col(AlertRow.code).in_(bindparam("codes", expanding=True))
-)
-
-
-def new_codes(session: Session, n: int) -> list[str]:
-    """`n` distinct alert codes, checked against the store in one query per round (a
-    clash among a billion codes is rare; the unique index is the last word)."""
-    codes: list[str] = []
-    while len(codes) < n:
-        fresh = _random_codes(n - len(codes)) - set(codes)
-        taken = set(session.exec(_CODES_TAKEN, params={"codes": list(fresh)}))
-        codes += sorted(fresh - taken)
-    return codes
 
 
 def details_of(finding: Finding) -> dict[str, Any]:
@@ -268,7 +228,7 @@ def evaluate_patients(
             judged.append(judge(h, now, known.get(pid, set()), pid in to_latest))
         except Exception as exc:
             failed[pid] = exc
-    codes = iter(new_codes(session, sum(len(j.findings) for j in judged)))
+    codes = iter(fresh_codes(sum(len(j.findings) for j in judged)))
     groups: list[list[Draft]] = []
     for j in judged:
         group = uuid.uuid4().hex

@@ -18,10 +18,13 @@ import structlog
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, col, select
+from sqlalchemy.orm.base import manager_of_class
+from sqlmodel import Session
 
 from monitor.routing import Routing
+from monitor.services.codes import fresh_codes
 from monitor.services.histories import History, on_postgres, silences
 from monitor.services.outbox import delivery_values, plan_group
 from monitor.store.models import AlertRow, PatientRow
@@ -84,14 +87,8 @@ def write(
     notify = _plan(session, groups, found, now, routing) if drafts else []
     stored: list[AlertRow] = []
     if drafts:
-        session.execute(insert(ALERTS), [d.values() for d in drafts])
-        # Read back by their unique codes: the ids for the deliveries, and the rows
-        # the caller returns (SQLite's RETURNING over many rows would be one
-        # statement per row).
-        stored = list(session.exec(_BY_CODES, params={"codes": [d.code for d in drafts]}))
-        ids = {a.code: a.id for a in stored}
+        stored = _insert_alerts(session, drafts)
         for d in drafts:
-            d.id = ids[d.code]
             log.info(
                 "alert.raised",
                 patient_id=d.patient_id,
@@ -107,7 +104,7 @@ def write(
             for v in delivery_values(ordered, ordered[0].chain[0], routing, now, "alert", 0)
         ]
         if rows:
-            session.execute(insert(DELIVERIES), rows)
+            session.execute(_ADD_DELIVERIES, rows[0] if len(rows) == 1 else rows)
     _store_snapshots(session, [c.snapshot for c in changes if c.snapshot is not None])
     _store_checks(session, changes, now)
     return stored
@@ -147,11 +144,56 @@ def _upsert(ins: Any) -> Any:
 
 
 # Built once: building a statement costs more than running it.
-_BY_CODES = (
-    select(AlertRow)
-    .where(col(AlertRow.code).in_(bindparam("codes", expanding=True)))
-    .order_by(col(AlertRow.id))
-)
+_ADD_DELIVERIES = insert(DELIVERIES)
+# A code already taken is skipped, not an error (only that constraint: the idempotency
+# key still raises), and comes back missing from RETURNING; unordered, so SQLite runs
+# the batch as one statement.
+_ADD_ALERTS = {
+    pg: ins.on_conflict_do_nothing(index_elements=["code"]).returning(ALERTS.c.code, ALERTS.c.id)
+    for pg, ins in ((True, pg_insert(ALERTS)), (False, sqlite_insert(ALERTS)))
+}
+
+
+def _insert_alerts(session: Session, drafts: list[Draft]) -> list[AlertRow]:
+    """Insert the drafts, each under a code nobody holds; the stored rows, in the
+    session without reading them back. Codes are random: one that clashes with a
+    stored alert (or another instance's, at the same moment) is drawn again, with no
+    SELECT before the insert: the unique index is the check."""
+    statement = _ADD_ALERTS[on_postgres(session)]
+    pending = drafts
+    while pending:
+        rows = [d.values() for d in pending]
+        ids = dict(session.execute(statement, rows[0] if len(rows) == 1 else rows).all())
+        clashed = [d for d in pending if d.code not in ids]
+        for d in pending:
+            d.id = ids.get(d.code)
+        codes = fresh_codes(len(clashed), {draft.code for draft in drafts})
+        for d, code in zip(clashed, codes, strict=True):
+            d.code = code
+        pending = clashed
+    return [_stored(session, d) for d in drafts]
+
+
+def _stored(session: Session, d: Draft) -> AlertRow:
+    """The row just inserted, made as a query's load makes it (attributes written to
+    the instance's dict, no change events; persistent, nothing to flush): reading the
+    batch's alerts back cost more than writing them, and `AlertRow(**values)` ~60 us
+    an alert. The columns a draft leaves out (acknowledgement, resolution, note) were
+    inserted as NULL."""
+    values = d.values()
+    values["id"] = d.id
+    for name in _ALERT_COLUMNS.difference(values):
+        values[name] = None
+    row: AlertRow = _ALERTS_MANAGER.new_instance()
+    row.__dict__.update(values)
+    object.__setattr__(row, "__pydantic_fields_set__", set(values))
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
+
+
+_ALERTS_MANAGER = manager_of_class(AlertRow)
+_ALERT_COLUMNS = frozenset(c.name for c in ALERTS.c)
 _UPSERT_PG = _upsert(pg_insert(SNAPSHOTS))
 _UPSERT_SQLITE = _upsert(sqlite_insert(SNAPSHOTS))
 _CHECKS = (

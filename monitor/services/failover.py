@@ -19,7 +19,7 @@ from sqlmodel import Session
 from sqlmodel import select as sm_select
 
 from monitor.routing import Routing
-from monitor.services.evaluate import new_code
+from monitor.services.codes import new_code
 from monitor.services.outbox import deliveries_for
 from monitor.store.db import session_scope
 from monitor.store.models import AlertRow, DeliveryRow

@@ -37,7 +37,8 @@ from monitor.core.patient_sms import Templates, load_all
 from monitor.core.protocol import Protocol
 from monitor.notifiers.base import SendResult
 from monitor.routing import Routing
-from monitor.services.evaluate import new_code, run_for
+from monitor.services.codes import new_code
+from monitor.services.evaluate import run_for
 from monitor.services.outbox import enqueue
 from monitor.services.patient_contact import SYSTEM, withdraw
 from monitor.store.db import session_scope

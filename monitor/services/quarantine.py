@@ -156,7 +156,7 @@ def daily_digest(
     A service-level alert (no patient), keyed by the day, so a restart or a second
     instance never sends the day's count twice.
     """
-    from monitor.services.evaluate import new_code
+    from monitor.services.codes import new_code
     from monitor.services.outbox import deliveries_for
 
     rows = waiting(session, limit=10_000)

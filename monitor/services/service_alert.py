@@ -49,7 +49,7 @@ def raise_service_alerts(
     group_prefix: str = "svc",
 ) -> list[AlertRow]:
     """Store those of `found` not raised before, as one notification; return them."""
-    from monitor.services.evaluate import new_code
+    from monitor.services.codes import new_code
     from monitor.services.outbox import enqueue
 
     new = [f for f in found if not already_raised(session, f.rule, f.key)]
