@@ -4,7 +4,8 @@ Six worker threads each opening `BEGIN IMMEDIATE` on SQLite spent most of their 
 waiting for each other in the busy handler, and each message paid its own commit.
 Here the sources parse on their own threads and hand the writer a unit of work; the
 writer takes everything that is waiting (up to `max_batch`), runs each unit in its
-own savepoint (one failure rolls back only its own unit), commits once, and only
+own savepoint (one failure rolls back only its own unit; a unit alone in its batch
+needs none: its failure rolls back the transaction), commits once, and only
 then answers every caller. So a source still acknowledges only what is durable, and
 a busy moment costs one commit per batch instead of one per message. A
 `before_commit` hook runs once per batch inside its transaction (the daemon judges
@@ -153,14 +154,23 @@ class GroupWriter:
     def _write(self, batch: list[_Unit[Any]]) -> None:
         session = Session(self.engine, expire_on_commit=False)
         try:
-            for unit in batch:
-                savepoint = session.begin_nested()
+            if len(batch) == 1:  # alone: its failure is the batch's, no savepoint needed
+                unit = batch[0]
                 try:
                     unit.result = unit.work(session)
-                    savepoint.commit()
-                except Exception as exc:  # this unit only; the others go on
-                    savepoint.rollback()
+                except Exception as exc:
+                    session.rollback()
                     unit.error = exc
+                    return
+            else:
+                for unit in batch:
+                    savepoint = session.begin_nested()
+                    try:
+                        unit.result = unit.work(session)
+                        savepoint.commit()
+                    except Exception as exc:  # this unit only; the others go on
+                        savepoint.rollback()
+                        unit.error = exc
             carried = None
             if self.before_commit is not None:
                 carried = self.before_commit(session, [u.result for u in batch if u.error is None])

@@ -202,3 +202,41 @@ def test_a_failing_after_commit_leaves_the_batch_committed(engine) -> None:  # t
     assert writer.submit(_put("kept")) == "kept"  # the caller still gets its answer
     writer.stop()
     assert _names(engine) == ["kept"]
+
+
+def test_in_a_shared_batch_a_failing_unit_rolls_back_only_its_own_savepoint(engine) -> None:  # type: ignore[no-untyped-def]
+    writer = GroupWriter(engine)
+    release, busy = threading.Event(), threading.Event()
+
+    def first(session: Session) -> str:
+        busy.set()
+        release.wait(10)
+        return _put("first")(session)
+
+    def fails(session: Session) -> str:
+        _put("half-done")(session)
+        raise ValueError("bad message")
+
+    errors: list[BaseException] = []
+
+    def submit(work) -> None:  # type: ignore[no-untyped-def]
+        try:
+            writer.submit(work)
+        except ValueError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(first,))]
+    threads[0].start()
+    busy.wait(10)
+    for work in (_put("before"), fails, _put("after")):
+        threads.append(threading.Thread(target=submit, args=(work,)))
+        threads[-1].start()
+    while writer._queue.qsize() < 3:  # all three queued behind the first: one batch
+        threading.Event().wait(0.001)
+    release.set()
+    for t in threads:
+        t.join(10)
+    writer.stop()
+    assert [str(e) for e in errors] == ["bad message"]
+    assert _names(engine) == ["after", "before", "first"]
+    assert (writer.units, writer.batches) == (4, 2)
