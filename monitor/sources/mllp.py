@@ -286,6 +286,13 @@ class MLLPServer:
                         return
         except (ConnectionError, OSError) as exc:
             log.info("mllp.connection_lost", peer=str(peer), error=type(exc).__name__)
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # close() ended this idle connection: a normal end, not an error. (Python
+            # 3.11's StreamReaderProtocol reports a cancelled handler task to the loop's
+            # exception handler: one error and a traceback per open connection at every
+            # shutdown.)
         finally:
             self._connections.discard(task)
             writer.close()

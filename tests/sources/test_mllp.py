@@ -297,3 +297,28 @@ def test_a_whole_frame_over_the_limit_in_one_packet_is_dropped_too() -> None:
     assert decoder.feed(frame("x" * 50)) == []
     assert decoder.overflows == 1 and decoder.overflow_head == b"x" * 50
     assert decoder.feed(frame("short")) == [b"short"]
+
+
+async def test_closing_with_idle_connections_open_reports_no_error_to_the_loop() -> None:
+    errors: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+
+    async def handler(text: str) -> str:
+        return echo_control_id(text)
+
+    try:
+        server = MLLPServer("127.0.0.1", 0, handler)
+        await server.start()
+        clients = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+        while len(server._connections) < 3:  # each connection's handler has started
+            await asyncio.sleep(0)
+        await server.close()
+        for _ in range(5):  # the protocols' done-callbacks run on later turns
+            await asyncio.sleep(0)
+        for reader, writer in clients:
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by the server
+            writer.close()
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []
