@@ -24,7 +24,10 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
 
 import monitor.store.accounts  # noqa: F401  (the console's tables)
-from monitor.store import models  # noqa: F401  (registers the tables)
+from monitor.store import (
+    jsoncodec,
+    models,  # noqa: F401  (registers the tables)
+)
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 BUSY_TIMEOUT_S = 10.0  # SQLite's busy timeout, and how long a thread waits for the gate
@@ -112,11 +115,18 @@ def _sqlite_begin_immediate(conn: Any) -> None:
         raise
 
 
+# JSON columns through orjson (store/jsoncodec.py), on every engine
+_JSON: dict[str, Any] = {"json_serializer": jsoncodec.dumps, "json_deserializer": jsoncodec.loads}
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
             engine = create_engine(
-                "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
+                "sqlite://",
+                connect_args={"check_same_thread": False},
+                poolclass=StaticPool,
+                **_JSON,
             )
         else:
             path = url.split("///", 1)[-1]
@@ -128,13 +138,15 @@ def make_engine(url: str) -> Engine:
                     dbapi_conn.gate = gate
 
             engine = create_engine(
-                url, connect_args={"check_same_thread": False, "factory": GatedConnection}
+                url,
+                connect_args={"check_same_thread": False, "factory": GatedConnection},
+                **_JSON,
             )
             event.listen(engine, "connect", gated)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **_JSON)
 
 
 def alembic_config(url: str) -> Config:
