@@ -16,6 +16,7 @@ from sqlalchemy import event, update
 
 from monitor.notifiers.base import Notification, SendResult
 from monitor.services.dispatch import Dispatcher
+from monitor.services.handoff import claim_written
 from monitor.store.db import session_scope
 from monitor.store.models import DeliveryAttemptRow
 from monitor.store.tables import DELIVERIES
@@ -385,3 +386,29 @@ async def test_a_stop_value_through_the_writer_is_sent_on_the_writers_own_claim(
     assert row.state == "delivered" and channel.sent == [row.id]
     claims = [s for s in seen if "claimed_by=" in s]
     assert len(claims) == 1 and "claimed_until <" not in claims[0]  # the writer's, only
+
+
+def test_the_writers_claim_stays_within_the_window_and_only_for_a_running_dispatcher(
+    rig: Rig,
+) -> None:
+    _stop_alerts(rig, 3)
+    d = _dispatcher(rig, Channel(), batch=1)  # a window of two claims
+    written = alerts(rig)
+    with session_scope(rig.service.engine) as s:
+        idle = claim_written(s, d, written, rig.clock.now(), ready=False)
+    assert idle.claims == [] and idle.more  # no running dispatcher: it claims them itself
+    d.hand(_claimed_elsewhere(rig, d, 1))  # one claim already waits to be sent
+    assert d.room == 1
+    with session_scope(rig.service.engine) as s:
+        carried = claim_written(s, d, written, rig.clock.now(), ready=True)
+    assert len(carried.claims) == 1 and carried.more  # the rest is left for a claim pass
+    assert sorted(r.state for r in deliveries(rig)) == ["pending", "sending", "sending"]
+    d.hand(carried.claims)
+    with session_scope(rig.service.engine) as s:
+        full = claim_written(s, d, written, rig.clock.now(), ready=True)
+    assert full.claims == [] and full.more  # the window is full: nothing claimed
+
+
+def _claimed_elsewhere(rig: Rig, d: Dispatcher, n: int) -> list[Any]:
+    with session_scope(rig.service.engine) as s:
+        return d.claim_new(s, _alert_codes(rig), rig.clock.now(), limit=n)
