@@ -216,6 +216,16 @@ async def _drains_done(rig: Rig) -> None:
         await asyncio.gather(*rig.service._drains)
 
 
+async def _drain_started_by_a_thread(rig: Rig, channel: Channel) -> None:
+    """A thread's call_soon_threadsafe lands within a few turns: wait for the drain it
+    starts (or its first send), then for every drain to end."""
+    for _ in range(200):
+        if rig.service._drains or channel.sent:
+            break
+        await asyncio.sleep(0)
+    await _drains_done(rig)
+
+
 async def test_a_wake_up_during_a_drain_goes_round_again_without_the_scheduler(rig: Rig) -> None:
     enrol(rig, "P-1")
     enrol(rig, "P-2")
@@ -251,11 +261,7 @@ async def test_a_wake_up_from_another_thread_starts_a_drain_on_the_loop(rig: Rig
     lab(rig, "P-1", alt=640, ast=300)
     try:
         await asyncio.to_thread(rig.service.wake_dispatcher)
-        for _ in range(100):  # the thread's call_soon_threadsafe lands within a few turns
-            if rig.service._drains or channel.sent:
-                break
-            await asyncio.sleep(0)
-        await _drains_done(rig)
+        await _drain_started_by_a_thread(rig, channel)
     finally:
         assert rig.service.scheduler is not None
         rig.service.scheduler.shutdown(wait=False)
@@ -373,11 +379,7 @@ async def test_a_stop_value_through_the_writer_is_sent_on_the_writers_own_claim(
     try:
         out = await asyncio.to_thread(rig.service.ingest, text, "hl7", "mllp")
         assert out.stored == 1 and out.results[0].alerts
-        for _ in range(200):  # the writer's call_soon_threadsafe lands within a few turns
-            if rig.service._drains or channel.sent:
-                break
-            await asyncio.sleep(0)
-        await _drains_done(rig)
+        await _drain_started_by_a_thread(rig, channel)  # the writer's thread
     finally:
         event.remove(rig.service.engine, "before_cursor_execute", listener)
         assert rig.service.scheduler is not None
