@@ -332,25 +332,28 @@ class Service(HostBasics):
             self.wake_dispatcher()
         return freed
 
-    def wake_dispatcher(self) -> None:
+    def wake_dispatcher(self, claim: bool = True) -> None:
         """Hand new alerts to the dispatcher at once instead of at its next tick. Safe
         from any thread (sources call it from theirs). It never touches the scheduler: a
         drain running now is told to go round again (a flag), and otherwise a drain is
         started on the loop, so a burst of wake-ups costs a flag each, not a job change
-        and a "maximum number of running instances" warning."""
-        self._rerun = True
-        loop, sched = self._loop, self.scheduler
-        if loop is None or sched is None or not sched.running or self.stopping.is_set():
+        and a "maximum number of running instances" warning. `claim=False`: only claims
+        handed over (`Dispatcher.hand`) wait, so a drain started for them claims none
+        (a running one takes them through its own wake-up)."""
+        if claim:
+            self._rerun = True
+        loop = self._loop
+        if loop is None or not self._dispatching():
             return  # no running service (tests, the CLI): the next dispatch() sees the flag
         try:
             here = asyncio.get_running_loop()
         except RuntimeError:
             here = None
         if here is loop:
-            self._start_drain()
+            self._start_drain(claim)
         else:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(self._start_drain)
+                loop.call_soon_threadsafe(self._start_drain, claim)
 
     def _dispatching(self) -> bool:
         """A running service whose dispatcher will take handed claims."""
@@ -708,14 +711,10 @@ class Service(HostBasics):
     def _written(self, carried: Carried) -> None:
         """After the batch's commit, on the writer's thread: its claims to the
         dispatcher, in memory; a claim pass only for sends left pending."""
-        loop = self._loop
         if carried.claims:
             self.dispatcher.hand(carried.claims)
-            if loop is not None:
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                    loop.call_soon_threadsafe(self._start_drain, False)
-        if carried.more:
-            self.wake_dispatcher()
+        if carried.claims or carried.more:
+            self.wake_dispatcher(claim=carried.more)
 
     def fhir_push_token(self) -> str | None:
         return self.secrets.find("fhir_push_token")

@@ -35,6 +35,6 @@ def new_code(session: Session) -> str:
     """One code no stored alert holds (for the few alerts written one at a time; the
     batch evaluator lets the unique index check its codes)."""
     while True:
-        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
+        [code] = fresh_codes(1)
         if session.exec(select(AlertRow.id).where(AlertRow.code == code)).first() is None:
             return code

@@ -167,9 +167,10 @@ def _insert_alerts(session: Session, drafts: list[Draft]) -> list[AlertRow]:
         clashed = [d for d in pending if d.code not in ids]
         for d in pending:
             d.id = ids.get(d.code)
-        codes = fresh_codes(len(clashed), {draft.code for draft in drafts})
-        for d, code in zip(clashed, codes, strict=True):
-            d.code = code
+        if clashed:  # rare: draw again, none of the batch's own codes
+            codes = fresh_codes(len(clashed), {draft.code for draft in drafts})
+            for d, code in zip(clashed, codes, strict=True):
+                d.code = code
         pending = clashed
     return [_stored(session, d) for d in drafts]
 
