@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, bindparam, insert, or_, select, union_all, update
+from sqlalchemy import and_, bindparam, or_, select, union_all, update
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import Session
 
@@ -38,8 +38,9 @@ from monitor.routing import Routing
 from monitor.services.failover import fail_over
 from monitor.services.latency import VALUE_TO_SEND
 from monitor.store.db import session_scope
+from monitor.store.driver import bind_time, executemany, insert_returning
 from monitor.store.models import DeliveryRow
-from monitor.store.tables import ALERTS, ATTEMPTS, DELIVERIES
+from monitor.store.tables import ALERTS, DELIVERIES
 from monitor.store.types import UTCDateTime
 
 log = structlog.get_logger(__name__)
@@ -162,8 +163,9 @@ ALERT_CODES = select(ALERTS.c.id, ALERTS.c.code).where(
 )
 # Unordered RETURNING, matched back by delivery (one attempt each per claim): asking
 # for the parameters' order made SQLite run one INSERT per row (200 a claim, ~57 us
-# an alert); unordered, the batch is one statement.
-OPEN_ATTEMPTS = insert(ATTEMPTS).returning(ATTEMPTS.c.delivery_id, ATTEMPTS.c.id)
+# an alert); unordered, the batch is one statement. The attempt and settle writes go
+# to the cursor with ready-made values (monitor/store/driver.py says why).
+OPEN_ATTEMPTS = "delivery_attempts (delivery_id, channel, address, started_at, worker)"
 # The claims this worker still holds among those being settled (locked on PostgreSQL
 # so nobody frees them between this read and the writes below).
 _HELD = select(_D.id, _D.attempts, _D.purpose, _D.severity, _D.created_at).where(
@@ -173,38 +175,16 @@ _HELD = select(_D.id, _D.attempts, _D.purpose, _D.severity, _D.created_at).where
 )
 HELD = {False: _HELD, True: _HELD.with_for_update()}
 CLOSE_ATTEMPT = (
-    update(ATTEMPTS)
-    .where(ATTEMPTS.c.id == bindparam("a_id"))
-    .values(
-        finished_at=_NOW,
-        outcome=bindparam("a_outcome"),
-        provider_id=bindparam("a_provider"),
-        error=bindparam("a_error"),
-    )
+    "UPDATE delivery_attempts SET finished_at = ?, outcome = ?, provider_id = ?, error = ?"
+    " WHERE id = ?"
 )
 SET_DONE = (
-    update(DELIVERIES)
-    .where(_D.id == bindparam("d_id"))
-    .values(
-        state=bindparam("d_state"),
-        provider_id=bindparam("d_provider"),
-        last_error=None,
-        claimed_until=None,
-        reclaimed=False,
-        updated_at=_NOW,
-    )
+    "UPDATE deliveries SET state = ?, provider_id = ?, last_error = NULL,"
+    " claimed_until = NULL, reclaimed = FALSE, updated_at = ? WHERE id = ?"
 )
 SET_RETRY = (
-    update(DELIVERIES)
-    .where(_D.id == bindparam("d_id"))
-    .values(
-        state="pending",
-        next_attempt_at=bindparam("d_next", type_=UTCDateTime()),
-        last_error=bindparam("d_error"),
-        claimed_until=None,
-        reclaimed=False,
-        updated_at=_NOW,
-    )
+    "UPDATE deliveries SET state = 'pending', next_attempt_at = ?, last_error = ?,"
+    " claimed_until = NULL, reclaimed = FALSE, updated_at = ? WHERE id = ?"
 )
 
 
@@ -302,20 +282,17 @@ class Dispatcher:
                 )
             }
         targets = [r.channels[r.channel_index] for r in rows]
+        started = bind_time(session.get_bind().dialect, now)
         opened: dict[int, int] = {
-            delivery_id: attempt_id
-            for delivery_id, attempt_id in session.execute(
+            row[0]: row[1]
+            for row in insert_returning(
+                session,
                 OPEN_ATTEMPTS,
                 [
-                    {
-                        "delivery_id": r.id,
-                        "channel": channel,
-                        "address": address,
-                        "started_at": now,
-                        "worker": self.worker,
-                    }
+                    (r.id, channel, address, started, self.worker)
                     for r, (channel, address) in zip(rows, targets, strict=True)
                 ],
+                "delivery_id, id",
             )
         }
         return [
@@ -413,6 +390,8 @@ class Dispatcher:
         requeued = False
         # bound once per batch: a disabled level is then a no-op call, not a lookup
         logger = log.bind()
+        # the latency histogram's child per (channel, severity), looked up once a batch
+        observers: dict[tuple[str, str], Callable[[float], None]] = {}
         with session_scope(self.engine) as session:
             held = {
                 r.id: r
@@ -421,20 +400,14 @@ class Dispatcher:
                     {"ids": [c.delivery_id for c, _ in outcomes], "worker": self.worker},
                 )
             }
-            closed: list[dict[str, Any]] = []
-            done: list[dict[str, Any]] = []
-            retry: list[dict[str, Any]] = []
+            dialect = session.get_bind().dialect
+            at = bind_time(dialect, now)
+            closed: list[tuple[Any, ...]] = []
+            done: list[tuple[Any, ...]] = []
+            retry: list[tuple[Any, ...]] = []
             failed: list[tuple[int, str | None]] = []
             for c, result in outcomes:
-                closed.append(
-                    {
-                        "a_id": c.attempt_id,
-                        "a_outcome": result.outcome,
-                        "a_provider": result.provider_id,
-                        "a_error": result.error,
-                        "now": now,
-                    }
-                )
+                closed.append((at, result.outcome, result.provider_id, result.error, c.attempt_id))
                 row = held.get(c.delivery_id)
                 if row is None:
                     logger.warning("delivery.lost_claim", delivery_id=c.delivery_id)
@@ -448,26 +421,20 @@ class Dispatcher:
                 if outcome == "delivered":
                     notifier = self.notifiers.get(c.channel)
                     state = "sent" if getattr(notifier, "receipts", False) else "delivered"
-                    done.append(
-                        {
-                            "d_id": row.id,
-                            "d_state": state,
-                            "d_provider": result.provider_id,
-                            "now": now,
-                        }
-                    )
+                    done.append((state, result.provider_id, at, row.id))
                     if row.purpose == "alert":
-                        VALUE_TO_SEND.labels(channel=c.channel, severity=row.severity).observe(
-                            max((now - row.created_at).total_seconds(), 0.0)
-                        )
+                        observe = observers.get((c.channel, row.severity))
+                        if observe is None:
+                            observe = observers[(c.channel, row.severity)] = VALUE_TO_SEND.labels(
+                                channel=c.channel, severity=row.severity
+                            ).observe
+                        observe(max((now - row.created_at).total_seconds(), 0.0))
                 elif outcome in ("transient", "unknown"):
                     state = "pending"
                     delay = backoff(row.attempts, self.routing, self.rand)
                     if result.retry_after_s:
                         delay = max(delay, timedelta(seconds=result.retry_after_s))
-                    retry.append(
-                        {"d_id": row.id, "d_next": now + delay, "d_error": error, "now": now}
-                    )
+                    retry.append((bind_time(dialect, now + delay), error, at, row.id))
                 else:
                     failed.append((row.id, error))
                     continue  # logged once its failover is known
@@ -479,11 +446,9 @@ class Dispatcher:
                     state=state,
                     patient_id=c.notification.patient_id or None,
                 )
-            session.execute(CLOSE_ATTEMPT, closed)
-            if done:
-                session.execute(SET_DONE, done)
-            if retry:
-                session.execute(SET_RETRY, retry)
+            executemany(session, CLOSE_ATTEMPT, closed)
+            executemany(session, SET_DONE, done)
+            executemany(session, SET_RETRY, retry)
             for delivery_id, error in failed:
                 row_obj = session.get(DeliveryRow, delivery_id)
                 assert row_obj is not None

@@ -30,7 +30,7 @@ from monitor.services.escalation import escalate_due
 from monitor.services.evaluate import evaluate_patient
 from monitor.services.intake import enroll, record_event
 from monitor.store.db import make_engine, session_scope, upgrade
-from monitor.store.models import AlertRow, DeliveryRow
+from monitor.store.models import AlertRow, DeliveryAttemptRow, DeliveryRow
 from tests.daemon.conftest import SECRETS, config_text
 from tests.fakes.smtp_server import FakeSMTPServer
 from tests.fakes.tls import TLSFiles
@@ -223,4 +223,46 @@ def test_history_reads_keep_one_query_text_whatever_the_number_of_patients(pg_ur
         texts.append([t for t in seen if t.lstrip().upper().startswith("SELECT")])
     assert texts[0] == texts[1] == texts[2]
     assert all("ANY" in t for t in texts[0])
+    engine.dispose()
+
+
+async def test_a_retried_send_on_postgres_keeps_its_attempts_and_times(
+    pg_url: str,
+    tmp_path: object,
+    fake_twilio: FakeTwilioAPI,
+    smtp_server: FakeSMTPServer,
+    tls_files: TLSFiles,
+) -> None:
+    """The attempt and settle writes go to psycopg's cursor as they are
+    (monitor/store/driver.py): a transient answer leaves the delivery due again after
+    its backoff, with its error and an aware UTC time; the resend settles it."""
+    path = tmp_path / "monitor.toml"  # type: ignore[operator]
+    path.write_text(config_text(pg_url, fake_twilio.url, smtp_server, tls_files))
+    cfg = load_config(str(path), SecretSource(env=SECRETS))
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    _seed(engine, cfg, 1)
+    fake_twilio.queue_responses(503)
+    clock = ManualClock(NOW)
+    dispatcher = Dispatcher(engine, cfg.routing, cfg.notifiers, clock, worker="w0")
+    assert await dispatcher.run_once() == 1
+    with session_scope(engine) as s:
+        [row] = s.exec(select(DeliveryRow)).all()
+        [attempt] = s.exec(select(DeliveryAttemptRow)).all()
+    assert row.state == "pending" and row.claimed_until is None and not row.reclaimed
+    assert row.next_attempt_at > NOW and row.next_attempt_at.utcoffset() == timedelta(0)
+    assert row.last_error and "503" in row.last_error
+    assert attempt.outcome == "transient" and attempt.finished_at == NOW
+    assert attempt.started_at == NOW and attempt.worker == "w0"
+    assert await dispatcher.run_once() == 0  # its backoff holds
+    clock.set(row.next_attempt_at)
+    assert await dispatcher.run_once() == 1
+    with session_scope(engine) as s:
+        [row] = s.exec(select(DeliveryRow)).all()
+        outcomes = [
+            a.outcome for a in s.exec(select(DeliveryAttemptRow).order_by(DeliveryAttemptRow.id))
+        ]
+    assert row.state == "delivered" and row.provider_id and row.last_error is None
+    assert outcomes == ["transient", "delivered"]
+    assert len(fake_twilio.messages) == 1
     engine.dispose()
