@@ -81,6 +81,22 @@ async def test_details_that_are_not_json_are_sent_as_text(
     assert receiver.requests[0].json["details"] == {"alt": 214, "drawn_at": str(at)}
 
 
+async def test_the_body_is_compact_utf8_json(
+    hook: WebhookNotifier, receiver: FakeWebhookReceiver
+) -> None:
+    """What `json.dumps(separators=(",", ":"), ensure_ascii=False)` writes, byte for
+    byte: a receiver that re-serialises to check the signature gets the same bytes."""
+    import json
+
+    note = make_notification(details={"note": "Zöe's ALT ≥ 5× ULN", "n": 1.5, 3: None})
+    await hook.send(note)
+    [request] = receiver.requests
+    expected = json.dumps(
+        WebhookNotifier.payload(note), separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode()
+    assert request.body == expected and request.signature_ok
+
+
 async def test_a_receiver_with_another_key_refuses_it_permanently(
     receiver: FakeWebhookReceiver, notification: Notification
 ) -> None:
