@@ -13,16 +13,17 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import SQLModel, select
+from sqlmodel import SQLModel, col, select
 
 from monitor.clock import ManualClock
-from monitor.daemon import load_config
+from monitor.daemon import Config, load_config
 from monitor.schemas import LabIn, PatientIn
 from monitor.secrets import SecretSource
 from monitor.services.dispatch import Dispatcher
@@ -67,6 +68,20 @@ def test_migrations_on_postgres_match_the_models(pg_url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture
+def cfg(
+    pg_url: str,
+    tmp_path: Path,
+    fake_twilio: FakeTwilioAPI,
+    smtp_server: FakeSMTPServer,
+    tls_files: TLSFiles,
+) -> Config:
+    """The daemon's config for this database, with the fake Twilio and SMTP server."""
+    path = tmp_path / "monitor.toml"
+    path.write_text(config_text(pg_url, fake_twilio.url, smtp_server, tls_files))
+    return load_config(str(path), SecretSource(env=SECRETS))
+
+
 def _seed(engine: Engine, cfg: object, n: int) -> None:
     protocols = cfg.protocols  # type: ignore[attr-defined]
     routing = cfg.routing  # type: ignore[attr-defined]
@@ -95,15 +110,8 @@ def _seed(engine: Engine, cfg: object, n: int) -> None:
 
 
 async def test_two_dispatchers_send_each_delivery_once(
-    pg_url: str,
-    tmp_path: object,
-    fake_twilio: FakeTwilioAPI,
-    smtp_server: FakeSMTPServer,
-    tls_files: TLSFiles,
+    pg_url: str, cfg: Config, fake_twilio: FakeTwilioAPI
 ) -> None:
-    path = tmp_path / "monitor.toml"  # type: ignore[operator]
-    path.write_text(config_text(pg_url, fake_twilio.url, smtp_server, tls_files))
-    cfg = load_config(str(path), SecretSource(env=SECRETS))
     setup = make_engine(pg_url)
     upgrade(setup)
     _seed(setup, cfg, 10)
@@ -130,15 +138,8 @@ async def test_two_dispatchers_send_each_delivery_once(
 
 
 def test_concurrent_evaluations_and_escalations_store_each_thing_once(
-    pg_url: str,
-    tmp_path: object,
-    fake_twilio: FakeTwilioAPI,
-    smtp_server: FakeSMTPServer,
-    tls_files: TLSFiles,
+    pg_url: str, cfg: Config, fake_twilio: FakeTwilioAPI
 ) -> None:
-    path = tmp_path / "monitor.toml"  # type: ignore[operator]
-    path.write_text(config_text(pg_url, fake_twilio.url, smtp_server, tls_files))
-    cfg = load_config(str(path), SecretSource(env=SECRETS))
     setup = make_engine(pg_url)
     upgrade(setup)
     with session_scope(setup) as s:
@@ -227,18 +228,11 @@ def test_history_reads_keep_one_query_text_whatever_the_number_of_patients(pg_ur
 
 
 async def test_a_retried_send_on_postgres_keeps_its_attempts_and_times(
-    pg_url: str,
-    tmp_path: object,
-    fake_twilio: FakeTwilioAPI,
-    smtp_server: FakeSMTPServer,
-    tls_files: TLSFiles,
+    pg_url: str, cfg: Config, fake_twilio: FakeTwilioAPI
 ) -> None:
     """The attempt and settle writes go to psycopg's cursor as they are
     (monitor/store/driver.py): a transient answer leaves the delivery due again after
     its backoff, with its error and an aware UTC time; the resend settles it."""
-    path = tmp_path / "monitor.toml"  # type: ignore[operator]
-    path.write_text(config_text(pg_url, fake_twilio.url, smtp_server, tls_files))
-    cfg = load_config(str(path), SecretSource(env=SECRETS))
     engine = make_engine(pg_url)
     upgrade(engine)
     _seed(engine, cfg, 1)
@@ -260,7 +254,8 @@ async def test_a_retried_send_on_postgres_keeps_its_attempts_and_times(
     with session_scope(engine) as s:
         [row] = s.exec(select(DeliveryRow)).all()
         outcomes = [
-            a.outcome for a in s.exec(select(DeliveryAttemptRow).order_by(DeliveryAttemptRow.id))
+            a.outcome
+            for a in s.exec(select(DeliveryAttemptRow).order_by(col(DeliveryAttemptRow.id)))
         ]
     assert row.state == "delivered" and row.provider_id and row.last_error is None
     assert outcomes == ["transient", "delivered"]
