@@ -22,6 +22,7 @@ from monitor.notifiers.http_outcome import classify_aiohttp_error, classify_stat
 from monitor.notifiers.http_session import HttpSession
 from monitor.notifiers.settings import ChannelSettings
 from monitor.secrets import SecretSource
+from monitor.store import jsoncodec
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -34,9 +35,6 @@ log = structlog.get_logger(__name__)
 
 SIGNATURE_HEADER = "X-Lab-Monitor-Signature"
 TIMESTAMP_HEADER = "X-Lab-Monitor-Timestamp"
-_JSON_OPTIONS = (
-    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-)
 
 
 def sign(key: str, timestamp: str, body: bytes) -> str:
@@ -84,7 +82,7 @@ class WebhookNotifier:
     async def send(self, notification: Notification) -> SendResult:
         # compact UTF-8 as json.dumps(separators=(",", ":"), ensure_ascii=False,
         # default=str) writes it, at a tenth of the CPU (a burst sends thousands)
-        body = orjson.dumps(self.payload(notification), default=str, option=_JSON_OPTIONS)
+        body = orjson.dumps(self.payload(notification), default=str, option=jsoncodec.OPTIONS)
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",

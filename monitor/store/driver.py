@@ -5,8 +5,9 @@ dict of parameters and runs a type processor per value, in Python, for every row
 burst the dispatcher settles 200 sends a batch: that preparation was ~60% of a
 settle's CPU, and the process is bound by one interpreter's CPU (the GIL) shared with
 the sends. These statements take tuples of values already in the driver's form
-(`bind_time` for datetimes) and go to the cursor as they are: a settle costs ~40%
-less (bench/bench_burst.py; `tests/dispatch/` runs them on SQLite and PostgreSQL).
+(`bind_time` for datetimes) and go to the cursor as they are: a settle costs about
+half the CPU (tests/dispatch and tests/daemon run them on SQLite,
+tests/daemon/test_postgres.py on PostgreSQL).
 
 The SQL is written once, in the dialect both databases accept, with `?` placeholders
 (rewritten to `%s` for a `format`/`pyformat` driver such as psycopg). Everything else
@@ -30,12 +31,16 @@ __all__ = ["bind_time", "executemany", "insert_returning"]
 _SQL: dict[tuple[str, str], str] = {}
 
 
+def _placeholders(dialect: Dialect, sql: str) -> str:
+    return sql if dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+
+
 def _for(dialect: Dialect, sql: str) -> str:
+    """`_placeholders`, remembered for a fixed statement text."""
     key = (dialect.paramstyle, sql)
     hit = _SQL.get(key)
     if hit is None:
-        hit = sql if dialect.paramstyle == "qmark" else sql.replace("?", "%s")
-        _SQL[key] = hit
+        hit = _SQL[key] = _placeholders(dialect, sql)
     return hit
 
 
@@ -62,7 +67,6 @@ def insert_returning(
     group = "(" + ", ".join("?" * width) + ")"
     sql = f"INSERT INTO {head} VALUES {', '.join([group] * len(rows))} RETURNING {returning}"
     connection = session.connection()
-    if connection.dialect.paramstyle != "qmark":
-        sql = sql.replace("?", "%s")  # not cached: one text per batch size
     flat = tuple(value for row in rows for value in row)
-    return connection.exec_driver_sql(sql, flat).all()
+    # not remembered: one text per batch size
+    return connection.exec_driver_sql(_placeholders(connection.dialect, sql), flat).all()

@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-_OPTIONS = (
+# str keys as json.dumps makes them; datetimes and dataclasses go to `default`
+OPTIONS = (
     orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 )
 
@@ -26,7 +27,7 @@ def _refuse(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return orjson.dumps(value, default=_refuse, option=_OPTIONS).decode()
+    return orjson.dumps(value, default=_refuse, option=OPTIONS).decode()
 
 
 def loads(text: str | bytes) -> Any:

@@ -13,22 +13,27 @@ from sqlalchemy.types import TypeDecorator
 __all__ = ["UTCDateTime", "sqlite_text"]
 
 
+def _to_utc(value: datetime) -> datetime:
+    """An aware datetime in UTC; a naive one is refused rather than guessed at."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A stored datetime as aware UTC (naive ones were stored as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def sqlite_text(value: datetime) -> str:
     """The text SQLAlchemy's SQLite DATETIME stores for an aware datetime (naive UTC,
     always six digits of microseconds), made by one C call instead of a format string
     over a dict: every claim, settle and event row binds a few of these."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return _to_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _from_sqlite(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return None if value is None else _as_utc(datetime.fromisoformat(value))
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -56,16 +61,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return _from_sqlite
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
+        return None if value is None else _to_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         assert isinstance(value, datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return _as_utc(value)

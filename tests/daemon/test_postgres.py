@@ -82,9 +82,9 @@ def cfg(
     return load_config(str(path), SecretSource(env=SECRETS))
 
 
-def _seed(engine: Engine, cfg: object, n: int) -> None:
-    protocols = cfg.protocols  # type: ignore[attr-defined]
-    routing = cfg.routing  # type: ignore[attr-defined]
+def _seed(engine: Engine, cfg: Config, n: int) -> None:
+    protocols = cfg.protocols
+    routing = cfg.routing
     for i in range(n):
         pid = f"P-{i:02d}"
         with session_scope(engine) as s:
@@ -138,7 +138,7 @@ async def test_two_dispatchers_send_each_delivery_once(
 
 
 def test_concurrent_evaluations_and_escalations_store_each_thing_once(
-    pg_url: str, cfg: Config, fake_twilio: FakeTwilioAPI
+    pg_url: str, cfg: Config
 ) -> None:
     setup = make_engine(pg_url)
     upgrade(setup)
