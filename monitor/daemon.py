@@ -68,6 +68,7 @@ from monitor.startup import (
     listen_socket,
     require_a_person,
 )
+from monitor.store.checkpoint import WalCheckpointer
 from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import AlertRow, PatientRow
 from monitor.web.host import HostBasics
@@ -125,6 +126,8 @@ class Service(HostBasics):
         self.config_path = config_path
         self.secrets = secrets or SecretSource()
         self.engine = engine or make_engine(config.settings.database_url)
+        # SQLite's log checkpointed off the commit path (None on other databases)
+        self.checkpointer = WalCheckpointer.for_engine(self.engine)
         # every source's messages, one commit and one evaluation a batch
         self.writer = GroupWriter(
             self.engine, before_commit=self._evaluate_written, after_commit=self._written
@@ -542,6 +545,8 @@ class Service(HostBasics):
                 await source.stop()
             self.engine.dispose()
             raise
+        if self.checkpointer is not None:
+            self.checkpointer.start()
         daemon_cfg = self.config.settings.raw.get("daemon", {})
         self.start_scheduler(
             float(daemon_cfg.get("sweep_seconds", 60)),
@@ -577,6 +582,8 @@ class Service(HostBasics):
             if server_task is not None:
                 await server_task
         await asyncio.to_thread(self.writer.stop)  # what sources handed over is written
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.stop)
         self.engine.dispose()
         log.info("daemon.stopped")
 

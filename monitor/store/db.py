@@ -28,6 +28,7 @@ from monitor.store import (
     jsoncodec,
     models,  # noqa: F401  (registers the tables)
 )
+from monitor.store.checkpoint import BACKSTOP_PAGES
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 BUSY_TIMEOUT_S = 10.0  # SQLite's busy timeout, and how long a thread waits for the gate
@@ -44,6 +45,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
+    # a backstop: the daemon checkpoints on a thread of its own (store/checkpoint.py)
+    cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
     cur.close()
 
 

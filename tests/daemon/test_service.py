@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -266,3 +268,18 @@ def test_reload_gives_the_fhir_poller_the_new_ingest_bounds(rig: Rig) -> None:
     assert service.parse_limits.fhir_max_bytes == 65536
     assert poller.limits is service.parse_limits
     poller.client.close()
+
+
+async def test_the_daemon_runs_the_checkpointer_while_it_runs(rig: Rig) -> None:
+    service = rig.service
+    assert service.checkpointer is not None
+    run = asyncio.create_task(service.run(web=False))
+    for _ in range(200):  # the start-up is real: wait for the thread, not for a time
+        if "wal-checkpoint" in {t.name for t in threading.enumerate()}:
+            break
+        await asyncio.sleep(0.05)
+    assert "wal-checkpoint" in {t.name for t in threading.enumerate()}
+    service.stopping.set()
+    await asyncio.wait_for(run, 60)
+    assert "wal-checkpoint" not in {t.name for t in threading.enumerate()}
+    assert service.checkpointer.runs >= 1
