@@ -98,7 +98,6 @@ def test_a_failing_checkpoint_is_logged_once_until_one_works_again(tmp_path: Pat
     assert len(failed) == 2 and failed[0]["log_level"] == "warning"
 
 
-
 def test_only_a_sqlite_file_has_a_checkpointer(tmp_path: Path) -> None:
     memory = make_engine("sqlite://")
     other = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
