@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -41,8 +41,10 @@ def settings(receiver: FakeWebhookReceiver, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def hook(receiver: FakeWebhookReceiver) -> WebhookNotifier:
-    return WebhookNotifier(settings(receiver), secrets())
+async def hook(receiver: FakeWebhookReceiver) -> AsyncIterator[WebhookNotifier]:
+    notifier = WebhookNotifier(settings(receiver), secrets())
+    yield notifier
+    await notifier.aclose()  # as the daemon does: no session left for the collector
 
 
 async def test_send_is_signed_and_delivered(
@@ -103,6 +105,7 @@ async def test_a_receiver_with_another_key_refuses_it_permanently(
     hook = WebhookNotifier(settings(receiver), secrets("some-other-key"))
 
     result = await hook.send(notification)
+    await hook.aclose()
 
     assert result.outcome == "permanent"
     assert receiver.requests[0].signature_ok is False
@@ -115,6 +118,7 @@ async def test_secret_name_is_configurable(
     hook = WebhookNotifier(settings(receiver, secret="ward_hook"), secrets(name="ward_hook"))
 
     assert (await hook.send(notification)).outcome == "delivered"
+    await hook.aclose()
 
 
 @pytest.mark.parametrize(
@@ -163,6 +167,7 @@ async def test_connection_refused_is_transient(
     hook = WebhookNotifier({"url": f"http://127.0.0.1:{closed_port}/x"}, secrets())
 
     assert (await hook.send(notification)).outcome == "transient"
+    await hook.aclose()
 
 
 @pytest.mark.parametrize(
