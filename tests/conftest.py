@@ -1,15 +1,21 @@
-"""Shared fixtures: a CLI runner against a throw-away database."""
+"""Shared fixtures: a CLI runner against a throw-away database; fresh PostgreSQL
+databases where `MONITOR_TEST_PG_URL` names a server (scripts/test sets it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 
 from monitor.cli import main
 from tests.helpers import CONFIG
+
+PG = os.environ.get("MONITOR_TEST_PG_URL")
 
 
 @dataclass
@@ -40,3 +46,32 @@ def cli(
         return CliResult(code, out, err)
 
     return run
+
+
+@pytest.fixture
+def pg_database() -> Iterator[Callable[[], str]]:
+    """Make fresh PostgreSQL databases (each call one more), dropped afterwards; the
+    test is skipped where no server is named."""
+    if not PG:
+        pytest.skip("MONITOR_TEST_PG_URL not set (scripts/test sets it)")
+    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"labmon_test_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return make_url(PG).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    with admin.connect() as conn:
+        for name in made:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_database: Callable[[], str]) -> str:
+    """One fresh PostgreSQL database."""
+    return pg_database()

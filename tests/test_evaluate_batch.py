@@ -4,10 +4,12 @@ patient whose evaluation fails leaves the others judged and its own deadline due
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import select
@@ -50,11 +52,24 @@ def _lab(s: Any, pid: str, days: float, **results: float) -> None:
     record_event(s, pid, "lab", at, payload, at, PROTOCOLS, routing=ROUTING, evaluate=False)
 
 
-def build(tmp_path: Path, name: str) -> Engine:
+Where = Callable[[str], str]  # a database name -> the URL of a fresh database
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
+    """Fresh databases on SQLite, and on PostgreSQL where a server is named (its
+    alerts go in through psycopg's pipeline, not SQLAlchemy's multi-row VALUES)."""
+    if request.param == "sqlite":
+        return lambda name: f"sqlite:///{tmp_path / name}"
+    make: Callable[[], str] = request.getfixturevalue("pg_database")
+    return lambda name: make()
+
+
+def build(url: str) -> Engine:
     """Six patients: a stop-level ALT, a warning-level one, an ordinary course, one
     silenced with a warning-level value, one with nothing since enrolment (overdue
     by LATER), and one with a stop value and an earlier warning already stored."""
-    engine = make_engine(f"sqlite:///{tmp_path / name}")
+    engine = make_engine(url)
     upgrade(engine)
     with session_scope(engine) as s:
         for pid in IDS:
@@ -83,18 +98,15 @@ def stored(engine: Engine) -> dict[str, Any]:
             (d.patient_id, d.recipient, d.purpose, d.severity, d.text.split(" Reply")[0])
             for d in s.exec(select(DeliveryRow))
         )
-        checks = sorted(
-            (p.id, p.next_check_at, p.evaluated_at) for p in s.exec(select(PatientRow))
-        )
+        checks = sorted((p.id, p.next_check_at, p.evaluated_at) for p in s.exec(select(PatientRow)))
         snaps = sorted(
-            (r.patient_id, r.covers_at, r.fingerprint)
-            for r in s.exec(select(EngineSnapshotRow))
+            (r.patient_id, r.covers_at, r.fingerprint) for r in s.exec(select(EngineSnapshotRow))
         )
     return {"alerts": alerts, "deliveries": deliveries, "checks": checks, "snapshots": snaps}
 
 
-def test_a_batch_stores_what_one_at_a_time_stores(tmp_path: Path) -> None:
-    one, many = build(tmp_path, "one.db"), build(tmp_path, "many.db")
+def test_a_batch_stores_what_one_at_a_time_stores(where: Where) -> None:
+    one, many = build(where("one.db")), build(where("many.db"))
     for pid in IDS:
         with session_scope(one) as s:
             evaluate_patient(s, pid, LATER, PROTOCOLS, ROUTING)
@@ -110,10 +122,12 @@ def test_a_batch_stores_what_one_at_a_time_stores(tmp_path: Path) -> None:
     assert {a.patient_id for a in done.alerts} >= {"P-1", "P-2", "P-5", "P-6"}
     with session_scope(many) as s:  # once more: nothing new, in the batch as alone
         assert evaluate_patients(s, IDS, LATER, PROTOCOLS, ROUTING).alerts == []
+    one.dispose()
+    many.dispose()
 
 
 def test_one_broken_patient_leaves_the_rest_judged_and_its_deadline_due(tmp_path: Path) -> None:
-    engine = build(tmp_path, "broken.db")
+    engine = build(f"sqlite:///{tmp_path / 'broken.db'}")
     with session_scope(engine) as s:
         s.add(
             EventRow(
@@ -138,7 +152,7 @@ def test_one_broken_patient_leaves_the_rest_judged_and_its_deadline_due(tmp_path
 
 
 def test_a_batch_costs_a_few_statements_not_a_dozen_per_patient(tmp_path: Path) -> None:
-    engine = build(tmp_path, "count.db")
+    engine = build(f"sqlite:///{tmp_path / 'count.db'}")
     statements: list[str] = []
 
     def seen(*args: Any) -> None:
@@ -156,9 +170,9 @@ def test_a_batch_costs_a_few_statements_not_a_dozen_per_patient(tmp_path: Path) 
 
 
 def test_a_code_already_taken_is_drawn_again_and_the_rows_returned_are_the_stored_ones(
-    tmp_path: Path, monkeypatch: Any
+    where: Where, monkeypatch: Any
 ) -> None:
-    engine = build(tmp_path, "codes.db")
+    engine = build(where("codes.db"))
     with session_scope(engine) as s:
         taken = s.exec(select(AlertRow.code)).first()
     assert taken is not None  # P-6's earlier warning
@@ -176,3 +190,4 @@ def test_a_code_already_taken_is_drawn_again_and_the_rows_returned_are_the_store
         assert row is not None
         assert {c.name: getattr(row, c.name) for c in AlertRow.__table__.columns} == kept  # type: ignore[attr-defined]
         assert s.exec(select(AlertRow).where(AlertRow.code == taken)).one().patient_id == "P-6"
+    engine.dispose()

@@ -27,6 +27,7 @@ from monitor.routing import Routing
 from monitor.services.codes import fresh_codes
 from monitor.services.histories import History, on_postgres, silences
 from monitor.services.outbox import delivery_values, plan_group
+from monitor.store.driver import pg_insert_each
 from monitor.store.models import AlertRow, PatientRow
 from monitor.store.tables import ALERTS, DELIVERIES, PATIENTS, SNAPSHOTS
 
@@ -147,11 +148,14 @@ def _upsert(ins: Any) -> Any:
 _ADD_DELIVERIES = insert(DELIVERIES)
 # A code already taken is skipped, not an error (only that constraint: the idempotency
 # key still raises), and comes back missing from RETURNING; unordered, so SQLite runs
-# the batch as one statement.
-_ADD_ALERTS = {
-    pg: ins.on_conflict_do_nothing(index_elements=["code"]).returning(ALERTS.c.code, ALERTS.c.id)
-    for pg, ins in ((True, pg_insert(ALERTS)), (False, sqlite_insert(ALERTS)))
-}
+# the batch as one statement. PostgreSQL takes the same SQL through psycopg
+# (store/driver.py, `pg_insert_each`).
+_ADD_ALERTS_SQLITE = (
+    sqlite_insert(ALERTS)
+    .on_conflict_do_nothing(index_elements=["code"])
+    .returning(ALERTS.c.code, ALERTS.c.id)
+)
+_PG_ADD_ALERTS_TAIL = "ON CONFLICT (code) DO NOTHING RETURNING code, id"
 
 
 def _insert_alerts(session: Session, drafts: list[Draft]) -> list[AlertRow]:
@@ -159,11 +163,15 @@ def _insert_alerts(session: Session, drafts: list[Draft]) -> list[AlertRow]:
     session without reading them back. Codes are random: one that clashes with a
     stored alert (or another instance's, at the same moment) is drawn again, with no
     SELECT before the insert: the unique index is the check."""
-    statement = _ADD_ALERTS[on_postgres(session)]
+    pg = on_postgres(session)
     pending = drafts
     while pending:
         rows = [d.values() for d in pending]
-        ids = dict(session.execute(statement, rows[0] if len(rows) == 1 else rows).all())
+        if pg:  # one short text in a pipeline, not 50 KB of VALUES (store/driver.py)
+            ids = dict(pg_insert_each(session, ALERTS, rows, _PG_ADD_ALERTS_TAIL))
+        else:
+            one_or_many = rows[0] if len(rows) == 1 else rows
+            ids = dict(session.execute(_ADD_ALERTS_SQLITE, one_or_many).all())
         clashed = [d for d in pending if d.code not in ids]
         for d in pending:
             d.id = ids.get(d.code)

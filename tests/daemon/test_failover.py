@@ -20,12 +20,10 @@ from sqlmodel import col, select
 from monitor.settings import load_settings
 from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import DeliveryAttemptRow, DeliveryRow
-from tests.daemon.test_postgres import PG, pg_url
+from tests.conftest import PG
 from tests.daemon.test_process import Daemon, enrol_with_stop_alerts, wait_until
 from tests.fakes.webhook_receiver import FakeWebhookReceiver, _Handler
 from tests.helpers import ROOT
-
-__all__ = ["pg_url"]
 
 pytestmark = [
     pytest.mark.postgres,

@@ -8,18 +8,14 @@ evaluations of one patient at once store each alert once.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, col, select
 
 from monitor.clock import ManualClock
@@ -32,31 +28,17 @@ from monitor.services.evaluate import evaluate_patient
 from monitor.services.intake import enroll, record_event
 from monitor.store.db import make_engine, session_scope, upgrade
 from monitor.store.models import AlertRow, DeliveryAttemptRow, DeliveryRow
+from tests.conftest import PG
 from tests.daemon.conftest import SECRETS, config_text
 from tests.fakes.smtp_server import FakeSMTPServer
 from tests.fakes.tls import TLSFiles
 from tests.fakes.twilio_api import FakeTwilioAPI
 
-PG = os.environ.get("MONITOR_TEST_PG_URL")
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not PG, reason="MONITOR_TEST_PG_URL not set (scripts/test sets it)"),
 ]
 NOW = datetime(2026, 3, 5, 9, tzinfo=UTC)
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    assert PG is not None
-    name = f"labmon_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_migrations_on_postgres_match_the_models(pg_url: str) -> None:
