@@ -190,16 +190,27 @@ def main(argv: list[str] | None = None) -> int:
         f" {ours['start_to_first_s']:.2f} s, not in the rate; with it:"
         f" {ours['rate_with_start']:,.0f}/s)"
     )
-    line("lab-monitor daemon RSS peak", f"{ours['rss_peak_mb']:.0f} MB", "< 250 MB",
-         ours["rss_peak_mb"] < RSS_GOAL_MB)
+    line(
+        "lab-monitor daemon RSS peak",
+        f"{ours['rss_peak_mb']:.0f} MB",
+        "< 250 MB",
+        ours["rss_peak_mb"] < RSS_GOAL_MB,
+    )
     if theirs is None:
         line("lab-monitor rate", f"{ours['rate']:,.0f}/s", "Alertmanager: not installed", False)
     else:
-        line("Alertmanager delivered", f"{theirs['delivered']:,.0f}", f"all {n:,}",
-             theirs["delivered"] == n)
-        line("lab-monitor rate", f"{ours['rate']:,.0f}/s",
-             f">= Alertmanager {theirs['rate']:,.0f}/s ({ours['rate'] / theirs['rate']:.2f}x)",
-             ours["rate"] >= theirs["rate"])
+        line(
+            "Alertmanager delivered",
+            f"{theirs['delivered']:,.0f}",
+            f"all {n:,}",
+            theirs["delivered"] == n,
+        )
+        line(
+            "lab-monitor rate",
+            f"{ours['rate']:,.0f}/s",
+            f">= Alertmanager {theirs['rate']:,.0f}/s ({ours['rate'] / theirs['rate']:.2f}x)",
+            ours["rate"] >= theirs["rate"],
+        )
     path = write_result(
         "burst",
         {

@@ -62,11 +62,14 @@ def main() -> int:
     print(f"engine: 300-event course in {engine_s * 1000:.1f} ms (goal < 250 ms)")
     snap = run(patient, events[:-1], events[-2].at, SEED).snapshot
     next_s = timed(lambda: run(patient, events[-1:], until, SEED, since=snap), repeat=51)
-    first_s = timed(lambda: run(patient, events[:1], events[0].at + timedelta(days=30), SEED),
-                    repeat=51)
+    first_s = timed(
+        lambda: run(patient, events[:1], events[0].at + timedelta(days=30), SEED), repeat=51
+    )
     ratio = next_s / first_s
-    print(f"engine: event 301 from the snapshot {next_s * 1000:.2f} ms, a new patient's "
-          f"first {first_s * 1000:.2f} ms: {ratio:.2f}x (goal <= 1.5x)")
+    print(
+        f"engine: event 301 from the snapshot {next_s * 1000:.2f} ms, a new patient's "
+        f"first {first_s * 1000:.2f} ms: {ratio:.2f}x (goal <= 1.5x)"
+    )
 
     from monitor.schemas import PatientIn
     from monitor.services.evaluate import due_patients
@@ -79,10 +82,21 @@ def main() -> int:
         now = datetime.now(UTC)
         with session_scope(db) as s:
             for i in range(2000):
-                enroll(s, PatientIn.model_validate(
-                    {"id": f"P{i}", "weight_kg": 70, "start": now.isoformat(),
-                     "baseline": {"alt": 20, "ast": 20}, "tpmt": "normal"}),
-                    now, {SEED.id: SEED}, SEED.id)
+                enroll(
+                    s,
+                    PatientIn.model_validate(
+                        {
+                            "id": f"P{i}",
+                            "weight_kg": 70,
+                            "start": now.isoformat(),
+                            "baseline": {"alt": 20, "ast": 20},
+                            "tpmt": "normal",
+                        }
+                    ),
+                    now,
+                    {SEED.id: SEED},
+                    SEED.id,
+                )
 
         def sweep() -> None:
             with session_scope(db) as s:

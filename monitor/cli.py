@@ -603,8 +603,7 @@ def patient_show(
         typer.echo(json.dumps(doc, indent=2))
         return
     typer.echo(
-        f"Patient {patient_id}  protocol {doc['protocol']}  TPMT {row.tpmt}  "
-        f"NUDT15 {row.nudt15}"
+        f"Patient {patient_id}  protocol {doc['protocol']}  TPMT {row.tpmt}  NUDT15 {row.nudt15}"
     )
     typer.echo(
         f"  {doc['phase']}; dose {pos.dose_mg if pos.dose_mg is not None else '-'} mg/day "
@@ -1091,9 +1090,7 @@ def quarantine_list(
         typer.echo("Nothing waits in quarantine.")
     for r in rows:
         what = f"value of {r.patient_id}" if r.kind == "value" else "message"
-        typer.echo(
-            f"{r.id:>5}  {_fmt_time(r.received_at)}  {r.source:<10} {what:<16} {r.reason}"
-        )
+        typer.echo(f"{r.id:>5}  {_fmt_time(r.received_at)}  {r.source:<10} {what:<16} {r.reason}")
     if unmapped:
         typer.echo("\nUnmapped codes (held values by sender and code; add them to the mapping,")
         typer.echo("then `monitor quarantine retry ID` takes each value in):")

@@ -25,9 +25,7 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def run(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Run:
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     monkeypatch.delenv("MONITOR_DATABASE_URL", raising=False)
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
@@ -230,8 +228,12 @@ def test_enrolled_count_is_counted_by_the_database(tmp_path: Path) -> None:
         for i in range(3):
             s.add(
                 PatientRow(
-                    id=f"C{i}", weight_kg=70, start=at, start_dose_mg=50,
-                    protocol_id="azathioprine-seed", enrolled_at=at,
+                    id=f"C{i}",
+                    weight_kg=70,
+                    start=at,
+                    start_dose_mg=50,
+                    protocol_id="azathioprine-seed",
+                    enrolled_at=at,
                 )
             )
     assert enrolled_count(engine) == 3

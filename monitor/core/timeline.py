@@ -147,9 +147,7 @@ def _deadline(state: PatientState, protocol: Protocol) -> Deadline:
         # Its own key: a missed repeat fires once, and the schedule's deadline of the
         # same panel is later, so it never fires a second time for that panel.
         anchor_key = f"repeat:{asked_by.rule}:{asked_by.key}"
-    return Deadline(
-        anchor_at, anchor_key, due, grace_td, day, stable, row, post_increase, asked_by
-    )
+    return Deadline(anchor_at, anchor_key, due, grace_td, day, stable, row, post_increase, asked_by)
 
 
 def repeat_requests(state: PatientState) -> list[Finding]:
@@ -171,8 +169,7 @@ def repeat_requests(state: PatientState) -> list[Finding]:
 def hold_reasons(state: PatientState, now: datetime, protocol: Protocol) -> list[str]:
     """What holds dose escalation now: an unanswered warning, overdue LFTs, symptoms."""
     reasons = [
-        f"{f.rule} on {f.at:%Y-%m-%d} asked for repeat LFTs first"
-        for f in repeat_requests(state)
+        f"{f.rule} on {f.at:%Y-%m-%d} asked for repeat LFTs first" for f in repeat_requests(state)
     ]
     dl = deadline(state, protocol)
     if dl is not None and now >= dl.fire_at:

@@ -51,9 +51,7 @@ def patients(
         teams = scope.teams_of(session, principal)
         if team:
             teams = frozenset({team}) & teams if teams is not None else frozenset({team})
-        rows = queries.patient_summaries(
-            session, host.config.protocols, now, search=q, teams=teams
-        )
+        rows = queries.patient_summaries(session, host.config.protocols, now, search=q, teams=teams)
         audit.record(
             session, principal.actor, "patients.list", now, count=len(rows), search=q or None
         )

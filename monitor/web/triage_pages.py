@@ -59,9 +59,7 @@ def triage_page(request: Request, principal: PageUser, every: int = 30) -> Respo
 @router.get("/triage/rows")
 def triage_rows(request: Request, principal: PageUser) -> Response:
     """The counts and rows alone, for the page's refresh (no layout, no flashes)."""
-    return renderer_of(request).fragment(
-        "_triage_desk.html", **_desk_context(request, principal)
-    )
+    return renderer_of(request).fragment("_triage_desk.html", **_desk_context(request, principal))
 
 
 def _bulk(

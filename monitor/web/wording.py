@@ -91,4 +91,3 @@ def threshold_label(key: str, value: float, baseline: Mapping[str, float]) -> st
             grade = m.group(2) if m.lastindex and m.lastindex > 1 else ""
             return say(m.group(1), grade, value, baseline)
     return f"{key.replace('_', ' ')}: {fmt(value)}"
-

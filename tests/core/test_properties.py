@@ -145,8 +145,6 @@ def test_no_escalation_advice_over_an_abnormal_latest_panel(
         for lab in labs:
             latest.update(lab.results)
         remeasured = {a for lab in labs if lab.at > panels[-1].at for a in lab.results}
-        above = {
-            a: v for a, v in panels[-1].results.items() if v > LINE[a] and a not in remeasured
-        }
+        above = {a: v for a, v in panels[-1].results.items() if v > LINE[a] and a not in remeasured}
         assert not above, f"escalation advised at {f.at} over the latest panel's {above}"
         assert all(v <= LINE[a] for a, v in latest.items()), (f.at, latest)

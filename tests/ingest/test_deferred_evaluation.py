@@ -75,6 +75,7 @@ def test_a_failing_evaluation_keeps_the_results_and_makes_the_patient_due(engine
         patient = s.get(PatientRow, "P-1")
         assert patient is not None
         patient.next_check_at = NOW + timedelta(days=3)
+
     def judge(session, results):  # type: ignore[no-untyped-def]
         stored = [r for out in results for r in out.results]
         evaluate_results(session, stored, NOW, PROTOCOLS, ROUTING)

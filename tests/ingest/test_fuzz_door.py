@@ -201,9 +201,7 @@ async def test_every_mllp_frame_gets_exactly_one_ack(rig: Rig) -> None:
         count = max(50, CASES // 10)
         frames = [mutate(rng, rng.choice(HL7)).replace("\x1c", "") for _ in range(count)]
         # MLLP carries bytes: a lone surrogate cannot be sent, so it arrives as '?'
-        frames = [
-            f.replace("\x0b", "").encode("utf-8", "replace").decode() or "X" for f in frames
-        ]
+        frames = [f.replace("\x0b", "").encode("utf-8", "replace").decode() or "X" for f in frames]
         real_at = rig.clock.now() - timedelta(hours=1)
         frames.append(hl7("REAL-1", "11111111110", real_at, alt=30))
         answers = await _exchange_all(listener.port, frames)
