@@ -91,7 +91,12 @@ escalation = ["oncall"]
 critical_ack_minutes = 600
 delivery_failure_group = "oncall"
 [dispatch]
-batch = 200
+# A webhook-only service tuned for bursts: each claim costs a fixed ~10 ms beside its
+# rows (its statements wait for the GIL while the loop sends), so bigger claims go
+# faster (2026-12-08, alternated: 50 -> 0.70x of Alertmanager, 200 -> 0.85x, 800 ->
+# 0.94-1.00x). The 1,600 sends this lets be in flight drain in under half a second at
+# 32 connections, far inside the claims' 60 s lease.
+batch = 800
 [daemon]
 sweep_seconds = 3600
 escalation_seconds = 3600
