@@ -94,8 +94,8 @@ delivery_failure_group = "oncall"
 # A webhook-only service tuned for bursts: each claim costs a fixed ~10 ms beside its
 # rows (its statements wait for the GIL while the loop sends), so bigger claims go
 # faster (2026-12-08, alternated: 50 -> 0.70x of Alertmanager, 200 -> 0.85x, 800 ->
-# 0.94-1.00x). The 1,600 sends this lets be in flight drain in under half a second at
-# 32 connections, far inside the claims' 60 s lease.
+# 0.94-1.00x). With one channel there is no other channel for its claims to hold
+# back (README, "Dispatcher").
 batch = 800
 [daemon]
 sweep_seconds = 3600
