@@ -1,5 +1,6 @@
-"""SQLite's write-ahead log is checkpointed by the daemon's own thread, not inside a
-commit: a connection's automatic checkpoint is only a backstop, a PASSIVE checkpoint
+"""SQLite commits are synced (synchronous=FULL) and the write-ahead log is checkpointed
+by the daemon's own thread, not inside a commit: a connection's automatic checkpoint is
+only a backstop, a PASSIVE checkpoint
 takes in every committed frame, and the daemon starts the thread and stops it (with
 one last checkpoint) with itself."""
 
@@ -51,6 +52,8 @@ def test_commits_leave_the_log_to_the_checkpointer_up_to_the_backstop(
 ) -> None:
     with engine.connect() as c:
         assert c.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == BACKSTOP_PAGES
+        # FULL (2): a commit, and the ACK after it, survives a crash of the machine
+        assert c.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2
     # SQLite's default would have checkpointed (and so restarted the log) at 1,000
     write_pages(engine, 1_500)
     busy, frames, done = log_frames(tmp_path / "wal.db")
