@@ -1,8 +1,7 @@
 """SQLite commits are synced (synchronous=FULL) and the write-ahead log is checkpointed
 by the daemon's own thread, not inside a commit: a connection's automatic checkpoint is
-only a backstop, a PASSIVE checkpoint
-takes in every committed frame, and the daemon starts the thread and stops it (with
-one last checkpoint) with itself."""
+only a backstop, a PASSIVE checkpoint takes in every committed frame, and the daemon
+starts the thread and stops it (with one last checkpoint) with itself."""
 
 from __future__ import annotations
 
