@@ -99,7 +99,7 @@ def pg_insert_each(
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)})"
         f" VALUES ({', '.join(['%s'] * len(names))}) {tail}"
     )
-    processors = [table.c[n].type._cached_bind_processor(dialect) for n in names]
+    processors = [table.c[n].type.bind_processor(dialect) for n in names]
     params = [
         tuple(v if p is None else p(v) for p, v in zip(processors, row.values(), strict=True))
         for row in rows
