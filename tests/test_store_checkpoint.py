@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from structlog.testing import capture_logs
 
-from monitor.store.checkpoint import BACKSTOP_PAGES, WalCheckpointer, sqlite_file
+from monitor.store.checkpoint import BACKSTOP_PAGES, THREAD_NAME, WalCheckpointer, sqlite_file
 from monitor.store.db import make_engine
 
 PAGE = 4096
@@ -76,10 +76,10 @@ def test_a_passive_checkpoint_takes_in_every_committed_frame(
 def test_stop_ends_the_thread_and_checkpoints_what_was_left(engine: Engine, tmp_path: Path) -> None:
     checkpointer = WalCheckpointer(str(tmp_path / "wal.db"), interval_s=3600)
     checkpointer.start()
-    assert "wal-checkpoint" in {t.name for t in threading.enumerate()}
+    assert THREAD_NAME in {t.name for t in threading.enumerate()}
     write_pages(engine, 100)
     checkpointer.stop()
-    assert "wal-checkpoint" not in {t.name for t in threading.enumerate()}
+    assert THREAD_NAME not in {t.name for t in threading.enumerate()}
     assert checkpointer.runs == 1  # the interval never came: stop()'s own checkpoint
     busy, frames, done = log_frames(tmp_path / "wal.db")
     assert (busy, done) == (0, frames)

@@ -25,6 +25,7 @@ log = structlog.get_logger(__name__)
 # reached only when nobody else checkpoints.
 BACKSTOP_PAGES = 10_000
 INTERVAL_S = 0.25
+THREAD_NAME = "wal-checkpoint"
 
 
 def sqlite_file(engine: Engine) -> str | None:
@@ -53,7 +54,7 @@ class WalCheckpointer:
         return cls(path, interval_s) if path is not None else None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:

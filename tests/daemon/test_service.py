@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 from twilio.request_validator import RequestValidator
 
+from monitor.store.checkpoint import THREAD_NAME
 from monitor.store.db import session_scope
 from monitor.store.models import PatientRow
 from monitor.web.app import create_app
@@ -275,11 +276,11 @@ async def test_the_daemon_runs_the_checkpointer_while_it_runs(rig: Rig) -> None:
     assert service.checkpointer is not None
     run = asyncio.create_task(service.run(web=False))
     for _ in range(200):  # the start-up is real: wait for the thread, not for a time
-        if "wal-checkpoint" in {t.name for t in threading.enumerate()}:
+        if THREAD_NAME in {t.name for t in threading.enumerate()}:
             break
         await asyncio.sleep(0.05)
-    assert "wal-checkpoint" in {t.name for t in threading.enumerate()}
+    assert THREAD_NAME in {t.name for t in threading.enumerate()}
     service.stopping.set()
     await asyncio.wait_for(run, 60)
-    assert "wal-checkpoint" not in {t.name for t in threading.enumerate()}
+    assert THREAD_NAME not in {t.name for t in threading.enumerate()}
     assert service.checkpointer.runs >= 1
